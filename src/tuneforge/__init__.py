@@ -1,0 +1,30 @@
+"""TuneForge: from raw text to an evaluated, served transformer model. Heavy imports happen on first use."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["finetune", "evaluate", "load", "UserError"]
+
+from tuneforge.errors import UserError
+
+
+def load(path: str, **kwargs):
+    """A Predictor for a model folder (runs/x/final, any HF folder, or an alias): .predict(texts), .embed(texts)."""
+    from tuneforge.serve.predictor import Predictor
+
+    return Predictor.load(path, **kwargs)
+
+
+def finetune(config=None, **overrides):
+    """Fine-tune from a FinetuneConfig, a YAML path, or keyword sections (data=..., train=...)."""
+    from tuneforge.config import FinetuneConfig, load_config
+    from tuneforge.recipes.finetune import finetune as run
+
+    cfg = config if isinstance(config, FinetuneConfig) else load_config(config, FinetuneConfig, base=overrides)
+    return run(cfg)
+
+
+def evaluate(model: str, data: str, output: str, **kwargs):
+    """Evaluate a fine-tuned model on a labelled file; writes metrics.json and a report."""
+    from tuneforge.recipes.evaluate import evaluate as run
+
+    return run(model, data, output, **kwargs)

@@ -1,0 +1,79 @@
+"""The fine-tuning config schema. Groups follow cramming: what (data, model), how (train, eval), where (runtime).
+
+`None` means "auto": the value is chosen from the model and data size by `train.defaults.resolve_auto`
+and written into the run's resolved `config.yaml`. Changing `runtime` never changes the science.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    train: str | None = Field(None, description="Training data: CSV, TSV, JSONL, Parquet file or a saved `datasets` folder.")
+    validation: str | None = Field(None, description="Validation data (same formats). Split off train when absent.")
+    test: str | None = Field(None, description="Test data (same formats). Split off train when absent.")
+    text_column: str = Field("text", description="Column holding the input text.")
+    label_column: str = Field("label", description="Column holding the label: a string, an int, or a list of labels (multi-label).")
+    multi_label: bool | None = Field(None, description="Multi-label task. Auto: true when labels are lists or `label_separator` is set.")
+    label_separator: str | None = Field(None, description="Split string labels on this separator into a label list (e.g. '|'), making the task multi-label.")
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of train held out for validation when no validation file is given.")
+    test_fraction: float = Field(0.1, ge=0, lt=0.5, description="Share of train held out for test when no test file is given (0 = no test split).")
+    split_seed: int = Field(13, description="Seed of the stratified split.")
+    max_length: int = Field(128, ge=8, le=8192, description="Truncate texts to this many tokens.")
+    normalize: bool = Field(True, description="Unicode NFKC and whitespace clean-up of texts before tokenizing.")
+
+
+class ModelConfig(_Strict):
+    name: str = Field("minilm-l6", description="Alias (minilm-l6), local Hugging Face model folder, or a hub id (needs network).")
+    extend_vocab: Literal["auto", "never", "always"] = Field(
+        "auto", description="Add the characters/words the tokenizer maps to [UNK] as new tokens. auto: when the [UNK] rate exceeds `unk_threshold`.")
+    unk_threshold: float = Field(0.02, ge=0, le=1, description="[UNK] token rate above which the coverage warning (and auto vocab extension) fires.")
+    max_new_tokens: int = Field(8000, ge=0, description="Upper bound on tokens added by vocabulary extension.")
+
+
+class TrainConfig(_Strict):
+    epochs: float | None = Field(None, gt=0, description="Epochs. Auto: more for small data (see docs/defaults.md).")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs when smaller).")
+    budget_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; training stops (and saves) when it runs out.")
+    batch_size: int | None = Field(None, gt=0, description="Global batch size (across processes and accumulation). Auto: 16 or 32 by data size.")
+    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step (the batch is split into them).")
+    learning_rate: float | None = Field(None, gt=0, description="Peak learning rate. Auto: by model size and data size.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and LayerNorm).")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up; then linear decay to 0.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (null = off).")
+    class_weights: Literal["none", "balanced"] | list[float] = Field(
+        "none", description="Loss weights per class: none, balanced (inverse frequency) or an explicit list in label order.")
+    early_stopping_patience: int | None = Field(None, ge=0, description="Stop after this many evaluations without improvement (0 = off). Auto: 3.")
+    seed: int = Field(42, description="Seed for init, dropout and batch order.")
+
+
+class EvalConfig(_Strict):
+    every_steps: int | None = Field(None, gt=0, description="Evaluate (and checkpoint) every N steps. Auto: every epoch, or ~4 times an epoch on large data.")
+    metric: Literal["auto", "accuracy", "macro_f1", "micro_f1", "loss"] = Field(
+        "auto", description="Metric for best-checkpoint selection and early stopping. Auto: accuracy (single-label), micro_f1 (multi-label).")
+    batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction.")
+
+
+class RuntimeConfig(_Strict):
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Device. auto: GPU when present, else CPU.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Mixed precision. auto: bf16 on GPUs that support it, else fp32.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: all cores, split across processes).")
+    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep (the best model is kept separately).")
+    log_every_steps: int = Field(10, gt=0, description="Write a training-loss line to metrics.jsonl every N steps.")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+
+class FinetuneConfig(_Strict):
+    task: Literal["classification"] = Field("classification", description="Task type.")
+    output: str = Field("runs/finetune", description="Run folder: config.yaml, metrics.jsonl, checkpoints/, final/, report/.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

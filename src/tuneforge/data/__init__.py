@@ -1,0 +1,1 @@
+"""Data: read tables, clean text, map labels, split, check tokenizer coverage, encode and batch."""

@@ -1,0 +1,67 @@
+"""Tokenize once into id lists, then length-grouped batches with dynamic padding (no pad-to-128 waste)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Encoded:
+    input_ids: list[list[int]]
+    labels: np.ndarray | None = None  # (N,) int ids or (N, C) multi-hot
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+
+def encode_texts(tokenizer, texts: list[str], max_length: int, labels: np.ndarray | None = None) -> Encoded:
+    ids = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+    return Encoded(ids, labels)
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int,
+                           mega: int = 50) -> list[np.ndarray]:
+    """Shuffled, then sorted by length inside mega-batches of `mega` batches, then batch order shuffled.
+
+    Deterministic in (seed, epoch). The longest batch goes first so an out-of-memory shows at step 1.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), batch_size * mega):
+        chunk = order[start:start + batch_size * mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if len(batches) > 1:
+        longest = int(np.argmax([lengths[b].max() for b in batches]))
+        rest = [b for i, b in enumerate(batches) if i != longest]
+        perm = rng.permutation(len(rest))
+        batches = [batches[longest]] + [rest[i] for i in perm]
+    return batches
+
+
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Evaluation/prediction order: sorted by length, so padding is minimal. Callers restore order."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(data: Encoded, index: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad one batch to its own longest row."""
+    rows = [data.input_ids[i] for i in index]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, r in enumerate(rows):
+        ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[j, : len(r)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if data.labels is not None:
+        batch["labels"] = torch.from_numpy(data.labels[index])
+    return batch

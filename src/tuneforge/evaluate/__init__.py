@@ -1,0 +1,1 @@
+"""Evaluation: streaming counts → metrics (scikit-learn), and the Markdown/HTML report with plots."""

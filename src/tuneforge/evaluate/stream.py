@@ -1,0 +1,31 @@
+"""Streaming evaluation: sorted batches, counts accumulated per process and summed across processes."""
+from __future__ import annotations
+
+from typing import Callable
+
+from contextlib import nullcontext
+
+import torch
+
+from tuneforge.data.encode import Encoded, collate, sorted_batches
+from tuneforge.evaluate.metrics import Counts, compute_metrics
+from tuneforge.train.objectives import classification_loss
+
+
+@torch.inference_mode()
+def evaluate_classifier(model, data: Encoded, names: tuple[str, ...], multi_label: bool, *, batch_size: int = 128,
+                        pad_id: int = 0, device=None, rank: int = 0, world: int = 1,
+                        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, autocast=None) -> dict:
+    """Metrics for `data`. With world > 1, each rank takes every world-th batch and `reduce` sums the counts."""
+    device = device or next(model.parameters()).device
+    counts = Counts(len(names), multi_label)
+    for index in sorted_batches(data.lengths, batch_size)[rank::world]:
+        batch = {k: v.to(device) for k, v in collate(data, index, pad_id).items()}
+        with autocast() if autocast else nullcontext():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = classification_loss(logits, batch["labels"], multi_label, reduction="sum")
+        counts.add(logits, batch["labels"], loss)
+    if reduce is not None:
+        counts.load([reduce(t.to(device)) for t in counts.tensors()])
+    return compute_metrics(counts, names)
+

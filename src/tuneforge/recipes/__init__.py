@@ -1,0 +1,1 @@
+"""Recipes: the verbs users run, each a short story composed from the steps."""

@@ -1,0 +1,160 @@
+"""Fine-tune a text classifier: data → coverage check → model → auto settings → train → evaluate → final/."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+
+from tuneforge.config import FinetuneConfig, to_yaml
+from tuneforge.data.coverage import measure_coverage
+from tuneforge.data.encode import encode_texts
+from tuneforge.data.labels import LabelSpace
+from tuneforge.data.sources import file_sha256
+from tuneforge.data.splits import load_splits, split_record
+from tuneforge.errors import UserError
+from tuneforge.evaluate.report import write_report
+from tuneforge.evaluate.stream import evaluate_classifier
+from tuneforge.model.artifact import atomic_write_text, save_model_folder
+from tuneforge.model.build import count_parameters, load_classifier, load_tokenizer
+from tuneforge.model.vocab import extend_vocabulary
+from tuneforge.train.checkpoint import latest_checkpoint, load_checkpoint
+from tuneforge.train.defaults import resolve_auto, total_steps
+from tuneforge.train.loop import LoopConfig, LoopState, fit
+from tuneforge.train.objectives import balanced_class_weights, make_objective
+from tuneforge.train.optim import build_optimizer, build_scheduler
+from tuneforge.train.progress import MetricsLog
+from tuneforge.train.runtime import make_accelerator, world_size
+
+
+def _say(accelerator, msg: str) -> None:
+    if accelerator.is_main_process:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    busy = (run_dir / "final").exists() or (run_dir / "checkpoints").exists()
+    if busy and not resume:
+        raise UserError(f"{run_dir}: already holds a run. Pass --resume to continue it, --overwrite to replace it, "
+                        "or choose another --output.")
+    if resume and not latest_checkpoint(run_dir) and (run_dir / "final").exists():
+        raise UserError(f"{run_dir}: the run already finished (final/ exists); nothing to resume.")
+
+
+def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> dict:
+    """Run a fine-tune end to end and return a summary (metrics, paths)."""
+    accelerator = make_accelerator(cfg.runtime)
+    run_dir = Path(cfg.output)
+    if accelerator.is_main_process:
+        _prepare_run_dir(run_dir, resume, overwrite)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+
+    # Data and labels.
+    splits = load_splits(cfg.data)
+    labels = LabelSpace.from_labels(splits["train"].labels, cfg.data.multi_label)
+    cfg.data.multi_label = labels.multi_label
+    targets = {name: labels.encode(s.labels, s.source) for name, s in splits.items()}
+
+    # Tokenizer coverage, then the model (with extended vocabulary when the tokenizer misses the script).
+    tokenizer = load_tokenizer(cfg.model.name)
+    coverage = measure_coverage(tokenizer, splits["train"].texts)
+    warning = coverage.warning(cfg.model.name, cfg.model.unk_threshold)
+    if warning:
+        _say(accelerator, f"warning: {warning}")
+    set_seed(cfg.train.seed)  # the fresh head's init is part of the science
+    model = load_classifier(cfg.model.name, labels)
+    extend = cfg.model.extend_vocab == "always" or (cfg.model.extend_vocab == "auto" and warning is not None)
+    added = extend_vocabulary(tokenizer, model, coverage.missing, cfg.model.max_new_tokens) if extend else []
+    if added:
+        after = measure_coverage(tokenizer, splits["train"].texts)
+        _say(accelerator, f"vocabulary: added {len(added)} tokens; [UNK] rate {coverage.unk_rate:.1%} → {after.unk_rate:.1%}")
+
+    n_train = len(splits["train"].texts)
+    cfg, why = resolve_auto(cfg, n_train, model.config.hidden_size, bool(added), world_size())
+    for key, reason in why.items():
+        _say(accelerator, f"auto: {key} = {reason}")
+    encoded = {name: encode_texts(tokenizer, s.texts, cfg.data.max_length, targets[name]) for name, s in splits.items()}
+    if accelerator.is_main_process:
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+        atomic_write_text(run_dir / "split.json", json.dumps(split_record(splits)))
+
+    # Optimisation.
+    steps = total_steps(cfg, n_train)
+    optimizer = build_optimizer(model, cfg.train.learning_rate, cfg.train.weight_decay)
+    scheduler = build_scheduler(optimizer, int(cfg.train.warmup_ratio * steps), steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    weights = balanced_class_weights(labels.class_counts(targets["train"]), cfg.train.class_weights)
+    objective = make_objective("classification", multi_label=labels.multi_label, weights=weights)
+    pad_id = tokenizer.pad_token_id or 0
+
+    def evaluate(m, split="validation"):
+        return evaluate_classifier(accelerator.unwrap_model(m), encoded[split], labels.names, labels.multi_label,
+                                   batch_size=cfg.eval.batch_size, pad_id=pad_id, device=accelerator.device,
+                                   rank=accelerator.process_index, world=accelerator.num_processes,
+                                   reduce=lambda t: accelerator.reduce(t, "sum"), autocast=accelerator.autocast)
+
+    state = LoopState()
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if ckpt:
+        state = LoopState(**load_checkpoint(accelerator, ckpt))
+        _say(accelerator, f"resuming from {ckpt} (step {state.step})")
+    loop_cfg = LoopConfig(run_dir=run_dir, total_steps=steps, batch_size=cfg.train.batch_size,
+                          grad_accum=cfg.train.grad_accum_steps, max_grad_norm=cfg.train.max_grad_norm,
+                          eval_every=cfg.eval.every_steps, metric=cfg.eval.metric,
+                          patience=cfg.train.early_stopping_patience, keep_checkpoints=cfg.runtime.keep_checkpoints,
+                          budget_seconds=cfg.train.budget_minutes * 60 if cfg.train.budget_minutes else None,
+                          log_every=cfg.runtime.log_every_steps, seed=cfg.train.seed, pad_id=pad_id,
+                          progress=cfg.runtime.progress)
+    MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process).truncate_after(state.step)
+    state = fit(accelerator, model, optimizer, scheduler, encoded["train"], objective, evaluate, loop_cfg, state)
+
+    # Final evaluation on the best weights, then the self-describing model folder and the report.
+    results = {name: evaluate(model, name) for name in ("validation", "test") if name in encoded}
+    checksum = torch.tensor([sum(p.detach().double().sum().item() for p in model.parameters())], device=accelerator.device)
+    checksums = accelerator.gather(checksum).tolist()
+    summary = {"run_dir": str(run_dir), "final": str(run_dir / "final"), "metrics": results,
+               "steps": state.step, "best_step": state.best_step, "stop_reason": state.stop_reason,
+               "train_seconds": round(state.train_seconds, 2),
+               "train_samples_per_s": round(state.samples / max(state.train_seconds, 1e-9), 2),
+               "vocab_added": len(added), "coverage": coverage.summary(), "warning": warning}
+    if accelerator.is_main_process:
+        _write_outputs(accelerator.unwrap_model(model), tokenizer, cfg, splits, labels, summary, checksums, run_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+def _write_outputs(model, tokenizer, cfg: FinetuneConfig, splits, labels: LabelSpace, summary: dict,
+                   checksums: list[float], run_dir: Path) -> None:
+    config_text = to_yaml(cfg)
+    manifest = {
+        "task": "classification", "labels": list(labels.names), "multi_label": labels.multi_label,
+        "max_length": cfg.data.max_length, "base_model": cfg.model.name,
+        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+        "data": {n: {"source": s.source, "rows": len(s.texts),
+                     "sha256": file_sha256(s.source) if Path(s.source).exists() else None} for n, s in splits.items()},
+        "metrics": {split: {k: v for k, v in m.items() if k != "per_class"} for split, m in summary["metrics"].items()},
+        "training": {k: summary[k] for k in ("steps", "best_step", "stop_reason", "train_seconds", "train_samples_per_s")},
+        "coverage": summary["coverage"], "vocab_added": summary["vocab_added"],
+        "rank_weight_checksums": checksums,
+    }
+    log = (run_dir / "metrics.jsonl").read_text(encoding="utf-8") if (run_dir / "metrics.jsonl").exists() else ""
+    save_model_folder(model, tokenizer, run_dir / "final", manifest,
+                      extra_files={"metrics.jsonl": log, "training_config.yaml": config_text})
+    split = "test" if "test" in summary["metrics"] else "validation"
+    history = [json.loads(x) for x in log.splitlines() if x.strip()]
+    notes = [summary["warning"]] if summary["warning"] else []
+    if summary["vocab_added"]:
+        notes.append(f"{summary['vocab_added']} tokens were added to the vocabulary for this data.")
+    summary["report"] = str(write_report(run_dir / "report", summary["metrics"][split], labels.names, history,
+                                         title=f"TuneForge fine-tune — {split} set", notes=notes))
+    summary["report_split"] = split
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))

@@ -1,0 +1,98 @@
+"""Predictor: labels and probabilities, and pooled embeddings, from a saved model folder (PyTorch)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tuneforge.data.encode import Encoded, collate, encode_texts, sorted_batches
+from tuneforge.data.labels import LabelSpace
+from tuneforge.data.sources import clean_text
+from tuneforge.model.pooling import POOLINGS, pool
+
+
+class Predictor:
+    """`tuneforge.load(path)` returns this. Batches are sorted by length; outputs keep input order."""
+
+    def __init__(self, model, tokenizer, max_length: int = 128, batch_size: int = 64, normalize: bool = True):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_length, self.batch_size, self.normalize = max_length, batch_size, normalize
+        config = model.config
+        is_classifier = type(model).__name__.endswith("ForSequenceClassification")
+        self.labels = LabelSpace.from_model_config(config) if is_classifier else None
+
+    @classmethod
+    def load(cls, path: str, **kwargs) -> Predictor:
+        from tuneforge.model.artifact import read_manifest
+        from tuneforge.model.build import load_encoder, load_tokenizer, load_trained
+        from tuneforge.model.resolve import resolve_model
+
+        from transformers import AutoConfig
+
+        folder = resolve_model(path)
+        manifest = read_manifest(folder)
+        architectures = AutoConfig.from_pretrained(folder).architectures or []
+        if any(a.endswith("ForSequenceClassification") for a in architectures):
+            model, tokenizer = load_trained(path)
+        else:
+            model, tokenizer = load_encoder(path), load_tokenizer(path)
+        kwargs.setdefault("max_length", manifest.get("max_length", 128))
+        return cls(model, tokenizer, **kwargs)
+
+    def _encode(self, texts: list[str]) -> Encoded:
+        texts = [clean_text(t) if self.normalize else t for t in texts]
+        return encode_texts(self.tokenizer, texts, self.max_length)
+
+    def _batches(self, data: Encoded):
+        pad = self.tokenizer.pad_token_id or 0
+        device = next(self.model.parameters()).device
+        for index in sorted_batches(data.lengths, self.batch_size):
+            yield index, {k: v.to(device) for k, v in collate(data, index, pad).items()}
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        if self.labels is None:
+            raise ValueError("this model has no classification head; use embed() instead")
+        data = self._encode(texts)
+        out = np.zeros((len(texts), len(self.labels.names)), dtype=np.float32)
+        for index, batch in self._batches(data):
+            logits = self.model(**batch).logits.float()
+            probs = torch.sigmoid(logits) if self.labels.multi_label else torch.softmax(logits, -1)
+            out[index] = probs.cpu().numpy()
+        return out
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        """One dict per text: `label` (a list for multi-label) and `probabilities` per class."""
+        probs = self.predict_proba(texts)
+        names = self.labels.names
+        results = []
+        for row in probs:
+            label = [n for n, p in zip(names, row) if p >= 0.5] if self.labels.multi_label else names[int(row.argmax())]
+            results.append({"label": label, "probabilities": {n: round(float(p), 6) for n, p in zip(names, row)}})
+        return results
+
+    @torch.inference_mode()
+    def embed(self, texts: list[str], pooling: str = "mean", return_hidden: bool = False):
+        """Pooled sentence vectors (N, H) — or (N, 4H) for last4. With return_hidden, also the padded last
+        hidden state (N, T, H) and its attention mask."""
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}")
+        encoder = getattr(self.model, self.model.base_model_prefix, self.model)
+        data = self._encode(texts)
+        vectors, hidden, width = None, None, int(data.lengths.max()) if len(data) else 0
+        mask_out = np.zeros((len(texts), width), dtype=np.int8)
+        for index, batch in self._batches(data):
+            out = encoder(**batch, output_hidden_states=True)
+            vec = pool(out.hidden_states, batch["attention_mask"], pooling).float().cpu().numpy()
+            vectors = vectors if vectors is not None else np.zeros((len(texts), vec.shape[1]), dtype=np.float32)
+            vectors[index] = vec
+            if return_hidden:
+                last = out.hidden_states[-1].float().cpu().numpy()
+                hidden = hidden if hidden is not None else np.zeros((len(texts), width, last.shape[-1]), dtype=np.float32)
+                hidden[index, : last.shape[1]] = last
+                mask_out[index, : last.shape[1]] = batch["attention_mask"].cpu().numpy()
+        return (vectors, hidden, mask_out) if return_hidden else vectors
+
+
+def load(path: str, **kwargs) -> Predictor:
+    """Load a model folder (a TuneForge run's final/, any HF model folder, or an alias) for prediction."""
+    return Predictor.load(path, **kwargs)

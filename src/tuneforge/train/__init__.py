@@ -1,0 +1,1 @@
+"""Training: objectives, optimizer and schedule, auto defaults, checkpoints, and the one loop."""

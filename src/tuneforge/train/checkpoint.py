@@ -1,0 +1,83 @@
+"""Checkpoints: full training state via Accelerate, written to a temp folder and renamed when complete."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+STATE_FILE = "loop_state.json"  # written last: its presence marks a complete checkpoint
+_STEP = re.compile(r"^step-(\d+)$")
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoints_dir(run_dir)
+    found = [(int(m.group(1)), p) for p in root.glob("step-*") if (m := _STEP.match(p.name)) and (p / STATE_FILE).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(accelerator, run_dir: Path, step: int, state: dict, keep: int) -> Path:
+    """Every process calls this (Accelerate saves per-process RNG state); the main process finalises."""
+    root = checkpoints_dir(run_dir)
+    final = root / f"step-{step}"
+    tmp = root / f".tmp-step-{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, path: Path) -> dict:
+    accelerator.load_state(str(path))
+    return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def save_best(model, run_dir: Path) -> None:
+    """The best weights so far, kept apart from the rolling checkpoints."""
+    best = checkpoints_dir(run_dir) / "best"
+    best.mkdir(parents=True, exist_ok=True)
+    tmp = best / ".model.safetensors.tmp"
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(_untie(state), str(tmp))
+    tmp.replace(best / "model.safetensors")
+
+
+def load_best(model, run_dir: Path) -> bool:
+    path = checkpoints_dir(run_dir) / "best" / "model.safetensors"
+    if not path.is_file():
+        return False
+    model.load_state_dict(load_file(str(path)), strict=False)
+    return True
+
+
+def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared storage (tied embeddings); clone the repeats.
+    seen, out = set(), {}
+    for k, v in state.items():
+        ptr = v.untyped_storage().data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out

@@ -1,0 +1,59 @@
+"""Auto hyperparameters from the model size and the data size. See docs/defaults.md for how they were chosen."""
+from __future__ import annotations
+
+import math
+
+from tuneforge.config import FinetuneConfig
+
+TARGET_STEPS = 600  # optimizer steps small data sets get (early stopping usually ends sooner)
+MAX_EPOCHS = 20
+LARGE_EPOCH_STEPS = 500  # evaluate about this often when an epoch is longer
+
+
+def auto_learning_rate(hidden_size: int) -> float:
+    # Small encoders (MiniLM, hidden 384) want a larger step than BERT-base; large ones a smaller one.
+    if hidden_size <= 512:
+        return 1e-4
+    if hidden_size <= 768:
+        return 5e-5
+    return 2e-5
+
+
+def resolve_auto(cfg: FinetuneConfig, n_train: int, hidden_size: int, vocab_extended: bool,
+                 world_size: int = 1) -> tuple[FinetuneConfig, dict[str, str]]:
+    """Fill every `None` in train/eval with a concrete value; return the new config and why each was chosen."""
+    cfg = cfg.model_copy(deep=True)
+    t, why = cfg.train, {}
+    if t.batch_size is None:
+        t.batch_size = 16 if n_train < 2000 else 32
+        why["train.batch_size"] = f"{t.batch_size} for {n_train} training rows"
+    if t.batch_size % (world_size * t.grad_accum_steps):
+        t.batch_size = math.ceil(t.batch_size / (world_size * t.grad_accum_steps)) * world_size * t.grad_accum_steps
+        why["train.batch_size"] = f"{t.batch_size}: rounded to a multiple of processes × accumulation"
+    steps_per_epoch = max(1, n_train // t.batch_size)
+    target = TARGET_STEPS * (2 if vocab_extended else 1)
+    if t.epochs is None:
+        t.epochs = float(min(MAX_EPOCHS, max(1, math.ceil(target / steps_per_epoch))))
+        why["train.epochs"] = f"{t.epochs:g}: about {target} steps at {steps_per_epoch} steps/epoch (early stopping may end sooner)"
+    if t.learning_rate is None:
+        t.learning_rate = auto_learning_rate(hidden_size) * (2 if vocab_extended else 1)
+        why["train.learning_rate"] = f"{t.learning_rate:g} for hidden size {hidden_size}" + (
+            " (doubled: new vocabulary rows must learn from scratch)" if vocab_extended else "")
+    if t.early_stopping_patience is None:
+        t.early_stopping_patience = 3
+        why["train.early_stopping_patience"] = "3 evaluations without improvement"
+    e = cfg.eval
+    if e.every_steps is None:
+        per_epoch = max(1, math.ceil(steps_per_epoch / LARGE_EPOCH_STEPS))
+        e.every_steps = math.ceil(steps_per_epoch / per_epoch)
+        why["eval.every_steps"] = f"{e.every_steps}: {per_epoch} evaluation(s) per epoch"
+    if e.metric == "auto":
+        e.metric = "micro_f1" if cfg.data.multi_label else "accuracy"
+        why["eval.metric"] = e.metric
+    return cfg, why
+
+
+def total_steps(cfg: FinetuneConfig, n_train: int) -> int:
+    steps_per_epoch = max(1, n_train // cfg.train.batch_size)
+    steps = math.ceil(cfg.train.epochs * steps_per_epoch)
+    return min(steps, cfg.train.max_steps) if cfg.train.max_steps else steps
