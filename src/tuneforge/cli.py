@@ -27,14 +27,15 @@ def _print_metrics(title: str, metrics: dict[str, dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    columns = {"accuracy": "accuracy", "macro_f1": "macro F1", "micro_f1": "micro F1", "macro_precision": "macro P",
+               "macro_recall": "macro R", "loss": "loss", "samples": "rows"}
     table = Table(title=title)
     table.add_column("split")
-    for col in ("accuracy", "macro_f1", "micro_f1", "macro_precision", "macro_recall", "loss", "samples"):
-        table.add_column(col, justify="right")
+    for label in columns.values():
+        table.add_column(label, justify="right")
     for split, m in metrics.items():
-        table.add_row(split, *[f"{m[c]:.4f}" if isinstance(m[c], float) else str(m[c])
-                               for c in ("accuracy", "macro_f1", "micro_f1", "macro_precision", "macro_recall", "loss", "samples")])
-    Console().print(table)
+        table.add_row(split, *[f"{m[c]:.4f}" if isinstance(m[c], float) else str(m[c]) for c in columns])
+    Console(width=max(100, Console().width)).print(table)
 
 
 @app.command()

@@ -47,7 +47,7 @@ def plot_confusion(matrix: list[list[int]], names: tuple[str, ...], out: Path) -
     fig, ax = plt.subplots(figsize=(size, size), dpi=110)
     ConfusionMatrixDisplay(np.array(matrix), display_labels=list(names)).plot(ax=ax, cmap="Blues", colorbar=False,
                                                                              xticks_rotation=45)
-    ax.set_title("Confusion matrix (rows: true, columns: predicted)", fontsize=9)
+    ax.set_title("Confusion matrix", fontsize=10)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -1,0 +1,84 @@
+"""SST-2 with TuneForge's auto defaults (no hyperparameters given), beside TF-IDF + logistic regression.
+
+Usage:  python benchmarks/sst2_defaults.py --train-rows 2000 [--train-rows 0 for all 67,349]
+The dev set (872 rows) is the test set; validation for early stopping is carved from train, so the dev
+accuracy is not tuned on. Writes benchmarks/results/sst2_defaults_<rows>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SST2 = ROOT.parent / "shared" / "data" / "sst2"
+
+
+def prepare(rows: int, seed: int, work: Path) -> tuple[Path, Path]:
+    import csv
+
+    train = pd.read_csv(SST2 / "train.tsv", sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+    dev = pd.read_csv(SST2 / "dev.tsv", sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+    dev = dev.rename(columns={"sentence": "text"})
+    if rows:
+        train = train.sample(n=rows, random_state=seed)
+    work.mkdir(parents=True, exist_ok=True)
+    train.to_csv(work / "train.csv", index=False)
+    dev.to_csv(work / "dev.csv", index=False)
+    return work / "train.csv", work / "dev.csv"
+
+
+def tfidf_baseline(train: Path, dev: Path, split_json: Path) -> float:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    tr, dv = pd.read_csv(train, keep_default_na=False), pd.read_csv(dev, keep_default_na=False)
+    rows = json.loads(split_json.read_text())["train"]["rows"]  # the same rows TuneForge trained on
+    tr = tr.iloc[rows]
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    clf = LogisticRegression(max_iter=2000, C=4.0).fit(vec.fit_transform(tr.text), tr.label.astype(str))
+    return float((clf.predict(vec.transform(dv.text)) == dv.label.astype(str)).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--train-rows", type=int, default=2000, help="0 = the full 67,349 rows")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], help="extra --set overrides for tuneforge")
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    name = f"{args.train_rows or 'full'}{args.tag}"
+    work = ROOT / "runs" / f"bench-sst2-{name}"
+    train, dev = prepare(args.train_rows, args.seed, work / "data")
+    cmd = [sys.executable, "-m", "tuneforge", "finetune", "--train", str(train), "--test", str(dev),
+           "--output", str(work / "run"), "--overwrite", "--set", "data.validation_fraction=0.05"]
+    for s in args.set:
+        cmd += ["--set", s]
+    t0 = time.time()
+    subprocess.run(cmd, check=True)
+    wall = time.time() - t0
+    summary = json.loads((work / "run" / "summary.json").read_text())
+    config = (work / "run" / "config.yaml").read_text()
+    result = {
+        "benchmark": "sst2_defaults", "train_rows": args.train_rows or 67349, "dev_rows": 872,
+        "command": " ".join(cmd[1:]), "wall_seconds": round(wall, 1),
+        "dev_accuracy": summary["metrics"]["test"]["accuracy"], "dev_macro_f1": summary["metrics"]["test"]["macro_f1"],
+        "validation_accuracy": summary["metrics"]["validation"]["accuracy"],
+        "train_samples_per_s": summary["train_samples_per_s"], "train_seconds": summary["train_seconds"],
+        "steps": summary["steps"], "best_step": summary["best_step"], "stop_reason": summary["stop_reason"],
+        "tfidf_lr_dev_accuracy": tfidf_baseline(train, dev, work / "run" / "split.json"),
+        "resolved_config": config, "cpu": platform.processor() or platform.machine(),
+    }
+    out = ROOT / "benchmarks" / "results" / f"sst2_defaults_{name}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "resolved_config"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny BERT built from config (hidden 32, 2 layers, ~300-token vocab), toy data, shared data."""
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+POSITIVE = ["good", "great", "excellent", "lovely", "superb", "fine", "happy", "nice"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "broken", "sad", "ugly", "slow"]
+FILLER = ["the", "a", "movie", "food", "service", "was", "really", "very", "and", "it", "this", "phone", "hotel",
+          "staff", "quite", "is", "overall", "room", "delivery", "app"]
+
+
+def _vocab() -> list[str]:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    digits = [str(d) for d in range(10)]
+    punct = list(".,!?'\"-:;()")
+    words = sorted(set(POSITIVE + NEGATIVE + FILLER + ["neutral", "okay", "average"]))
+    return specials + letters + [f"##{c}" for c in letters] + digits + punct + words
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """A deterministic tiny BERT encoder + WordPiece tokenizer saved as a Hugging Face folder."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = _vocab()
+    tokenizer = BertTokenizer(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-bert")
+
+
+def make_rows(n: int, seed: int = 0, neutral: bool = False) -> list[tuple[str, str]]:
+    """A learnable sentiment task: the label follows the sentiment words in the sentence."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        kind = ["positive", "negative", "neutral"][i % (3 if neutral else 2)]
+        words = rng.sample(FILLER, 4)
+        if kind == "positive":
+            words += rng.sample(POSITIVE, 2)
+        elif kind == "negative":
+            words += rng.sample(NEGATIVE, 2)
+        else:
+            words += ["okay", "average"]
+        rng.shuffle(words)
+        rows.append((" ".join(words), kind))
+    return rows
+
+
+def write_csv(path: Path, rows, header=("text", "label")) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def toy_csv(tmp_path) -> dict[str, Path]:
+    return {"train": write_csv(tmp_path / "train.csv", make_rows(160, 1)),
+            "validation": write_csv(tmp_path / "val.csv", make_rows(40, 2)),
+            "test": write_csv(tmp_path / "test.csv", make_rows(40, 3))}
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs ../shared/data (looked in {SHARED_DATA}); CI always has it")
+    return SHARED_DATA
