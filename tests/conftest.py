@@ -24,7 +24,8 @@ def _vocab() -> list[str]:
     digits = [str(d) for d in range(10)]
     punct = list(".,!?'\"-:;()")
     words = sorted(set(POSITIVE + NEGATIVE + FILLER + ["neutral", "okay", "average"]))
-    return specials + letters + [f"##{c}" for c in letters] + digits + punct + words
+    # dict.fromkeys: "a" is both a letter and a word; a duplicate would leave a hole in the ids.
+    return list(dict.fromkeys(specials + letters + [f"##{c}" for c in letters] + digits + punct + words))
 
 
 def build_tiny_model(folder: Path) -> Path:

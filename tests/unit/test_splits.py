@@ -66,7 +66,7 @@ def test_same_seed_same_rows_different_seed_different_rows(train_csv):
 def test_given_files_are_not_carved(tmp_path, train_csv):
     val = write_csv(tmp_path / "val.csv", [("v1", "a"), ("v2", "b")])
     test = write_csv(tmp_path / "test.csv", [("t1", "a"), ("t2", "c"), ("t3", "b")])
-    splits = load_splits(_cfg(train_csv) .model_copy(update={"validation": str(val), "test": str(test)}))
+    splits = load_splits(_cfg(train_csv).model_copy(update={"validation": str(val), "test": str(test)}))
     assert len(splits["train"].texts) == N
     assert splits["validation"].texts == ["v1", "v2"] and splits["validation"].source == str(val)
     assert splits["test"].rows == [0, 1, 2]

@@ -52,8 +52,20 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], schema: type[Base
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value) if value.strip() else None
+        node[leaf] = _parse_value(value)
     return raw
+
+
+def _parse_value(value: str):
+    """YAML typing for --set values (3 → int, null → None, [a, b] → list); anything YAML would mangle or
+    reject — like '|' or 'a: b' — stays the literal string."""
+    if not value.strip():
+        return None
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return value if parsed == "" or isinstance(parsed, dict) else parsed
 
 
 def validate(raw: dict[str, Any], schema: type[C], source: str = "config") -> C:

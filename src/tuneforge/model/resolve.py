@@ -29,8 +29,8 @@ def resolve_model(name: str) -> str:
             raise UserError(f"{p}: not a Hugging Face model folder (no config.json). "
                             "Point --model at a folder written by save_pretrained, e.g. runs/x/final.")
         return str(p)
-    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", os.sep, 1) or p.exists()
-    if looks_like_path or name.count("/") != 1:
+    looks_like_path = name.startswith((".", "/", "~")) or "\\" in name or p.exists()
+    if looks_like_path or name.count("/") != 1 or not all(name.split("/")):
         known = ", ".join(ALIASES)
         raise UserError(f"model '{name}' does not exist: not a folder, not an alias ({known}), "
                         "not a hub id (org/name). Check the path.")

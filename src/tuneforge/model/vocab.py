@@ -13,8 +13,27 @@ def extend_vocabulary(tokenizer, model, missing: Counter, max_new: int) -> list[
     new = [word for word, _ in missing.most_common(max_new) if word not in tokenizer.get_vocab()]
     if not new:
         return []
+    old_size = len(tokenizer)
     tokenizer.add_tokens(new)
-    # mean_resizing initialises new rows from the mean and covariance of the old embeddings, so the
-    # new tokens start "in distribution" instead of at random scale.
-    model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        # mean_resizing initialises new rows from the mean and covariance of the old embeddings, so the
+        # new tokens start "in distribution" instead of at random scale.
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    # Some models keep spare (untrained) rows past the vocabulary, e.g. DeBERTa-v3; new ids landing there
+    # are initialised the same way instead of inheriting padding garbage.
+    spare = range(old_size, min(rows, len(tokenizer)))
+    if len(spare):
+        _init_rows(model.get_input_embeddings().weight, list(spare), old_size)
     return new
+
+
+def _init_rows(weight, ids: list[int], n_old: int) -> None:
+    import torch
+
+    with torch.no_grad():
+        old = weight[:n_old].float()
+        mean, std = old.mean(0), old.std(0)
+        gen = torch.Generator().manual_seed(0)
+        noise = torch.randn((len(ids), weight.shape[1]), generator=gen)
+        weight[ids] = (mean + noise * std).to(weight.dtype)

@@ -1,0 +1,176 @@
+"""Using a fine-tuned model: plain transformers, `tuneforge evaluate`, `predict` and `embed` through the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tfi_helpers import (
+    assert_ok,
+    build_encoder,
+    read_jsonl,
+    run_cli,
+    trained_run,
+    write_csv,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TEXTS = [
+    "great",
+    "the service was awful and the food was terrible and the room was really very slow overall",
+    "lovely happy staff",
+    "bad",
+    "this phone is superb and the app is excellent",
+    "ugly broken delivery",
+    "nice",
+    "the hotel was poor",
+]
+EXPECTED = ["positive", "negative", "positive", "negative", "positive", "negative", "positive", "negative"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model):
+    return trained_run(tmp_path_factory, tiny_model)
+
+
+def test_final_loads_in_plain_transformers(trained):
+    import transformers
+    from transformers import AutoModelForSequenceClassification
+
+    import tuneforge
+
+    final = trained["final"]
+    model = AutoModelForSequenceClassification.from_pretrained(final)
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    assert model.config.problem_type == "single_label_classification"
+    pipe = transformers.pipeline("text-classification", model=str(final), device="cpu")
+    ours = tuneforge.load(str(final)).predict(TEXTS)
+    theirs = pipe(TEXTS)
+    assert [r["label"] for r in theirs] == [r["label"] for r in ours]
+    assert [r["label"] for r in ours] == EXPECTED
+    for t, o in zip(theirs, ours):
+        assert t["score"] == pytest.approx(o["probabilities"][o["label"]], abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained):
+    base = trained["dir"]
+    proc = run_cli(["evaluate", "--model", "run/final", "--data", "test.csv", "--output", "eval"], cwd=base)
+    assert_ok(proc)
+    return {"proc": proc, "out": base / "eval", "metrics": json.loads((base / "eval" / "metrics.json").read_text())}
+
+
+def test_evaluate_cli(evaluated):
+    assert "eval/metrics.json" in evaluated["proc"].stdout
+    out, metrics = evaluated["out"], evaluated["metrics"]
+    for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "micro_precision", "micro_recall",
+                "micro_f1", "loss", "per_class", "confusion_matrix"):
+        assert key in metrics, key
+    assert metrics["samples"] == 40
+    assert set(metrics["per_class"]) == {"negative", "positive"}
+    for cls in metrics["per_class"].values():
+        assert {"precision", "recall", "f1", "support"} <= cls.keys()
+    assert sum(c["support"] for c in metrics["per_class"].values()) == 40
+    cm = np.array(metrics["confusion_matrix"])
+    assert cm.shape == (2, 2) and cm.sum() == 40
+    assert metrics["accuracy"] == pytest.approx(np.trace(cm) / 40)
+    assert metrics["accuracy"] >= 0.95
+    for name in ("report.md", "report.html"):
+        assert (out / name).is_file(), name
+    for name in ("confusion_matrix.png", "loss_curve.png"):
+        assert (out / name).read_bytes()[:8] == PNG, name
+    assert "accuracy" in (out / "report.md").read_text()
+
+
+def test_evaluate_matches_the_runs_test_metrics(trained, evaluated):
+    """Evaluating final/ on the test file gives what the fine-tune reported for the test split."""
+    metrics = evaluated["metrics"]
+    reported = json.loads((trained["final"] / "tuneforge.json").read_text())["metrics"]["test"]
+    assert metrics["confusion_matrix"] == reported["confusion_matrix"]
+    assert metrics["loss"] == pytest.approx(reported["loss"], rel=1e-4, abs=1e-5)
+
+
+def test_predict_cli_csv_keeps_order(trained):
+    base = trained["dir"]
+    rows = [(t, f"id{i}") for i, t in enumerate(TEXTS)]
+    write_csv(base / "to_predict.csv", rows, header=("review", "id"))
+    proc = run_cli(["predict", "--model", "run/final", "--input", "to_predict.csv", "--text-column", "review",
+                    "--output", "out/pred.jsonl", "--batch-size", "3"], cwd=base)
+    assert_ok(proc)
+    preds = read_jsonl(base / "out" / "pred.jsonl")
+    assert len(preds) == len(TEXTS)
+    assert [p["text"] for p in preds] == TEXTS
+    assert [p["label"] for p in preds] == EXPECTED
+    for p in preds:
+        assert set(p["probabilities"]) == {"negative", "positive"}
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert p["label"] == max(p["probabilities"], key=p["probabilities"].get)
+    # Batching (sorted by length, 3 at a time) must not change any row's result.
+    import tuneforge
+
+    predictor = tuneforge.load(str(trained["final"]))
+    for text, p in zip(TEXTS, preds):
+        alone = predictor.predict([text])[0]
+        assert alone["label"] == p["label"]
+        for k, v in alone["probabilities"].items():
+            assert v == pytest.approx(p["probabilities"][k], abs=1e-5)
+
+
+def test_predict_cli_txt(trained):
+    base = trained["dir"]
+    (base / "lines.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    proc = run_cli(["predict", "--model", "run/final", "--input", "lines.txt", "--output", "lines.jsonl"], cwd=base)
+    assert_ok(proc)
+    assert f"wrote {len(TEXTS)} predictions" in proc.stdout
+    preds = read_jsonl(base / "lines.jsonl")
+    assert [p["text"] for p in preds] == TEXTS
+    assert [p["label"] for p in preds] == EXPECTED
+
+
+@pytest.fixture(scope="module")
+def encoder4(tmp_path_factory):
+    """A tiny 4-layer encoder (no head), so last4 has four layers to concatenate."""
+    return build_encoder(tmp_path_factory.mktemp("enc4") / "tiny-bert-4", layers=4)
+
+
+@pytest.mark.parametrize("pooling,factor", [("mean", 1), ("cls", 1), ("last4", 4)])
+def test_embed_cli_shapes(pooling, factor, encoder4, tmp_path):
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    args = ["embed", "--model", encoder4, "--input", "texts.txt", "--output", "vec.npy", "--pooling", pooling,
+            "--batch-size", "3"]
+    if pooling == "mean":
+        args += ["--hidden-states", "hidden.npz"]
+    proc = run_cli(args, cwd=tmp_path)
+    assert_ok(proc)
+    vectors = np.load(tmp_path / "vec.npy")
+    assert vectors.shape == (len(TEXTS), 32 * factor)
+    assert np.isfinite(vectors).all()
+    assert not np.allclose(vectors[0], vectors[1])
+    if pooling != "mean":
+        return
+    hidden = np.load(tmp_path / "hidden.npz")
+    states, mask = hidden["last_hidden_state"], hidden["attention_mask"]
+    from transformers import AutoTokenizer
+
+    lengths = [len(ids) for ids in AutoTokenizer.from_pretrained(encoder4)(TEXTS)["input_ids"]]
+    assert states.shape == (len(TEXTS), max(lengths), 32)
+    assert mask.shape == (len(TEXTS), max(lengths))
+    assert mask.sum(1).tolist() == lengths  # in input order
+    # The mean-pooled vectors are the masked mean of the saved hidden states, row by row.
+    m = mask[..., None].astype(np.float32)
+    np.testing.assert_allclose((states * m).sum(1) / m.sum(1), vectors, atol=1e-5)
+
+
+def test_embed_fine_tuned_model(trained, tmp_path):
+    """`embed` also takes a fine-tuned classifier folder: its encoder's vectors."""
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS[:3]) + "\n", encoding="utf-8")
+    proc = run_cli(["embed", "--model", trained["final"], "--input", "texts.txt", "--output", "vec.npy",
+                    "--pooling", "cls"], cwd=tmp_path)
+    assert_ok(proc)
+    vectors = np.load(tmp_path / "vec.npy")
+    assert vectors.shape == (3, 32)
+    import tuneforge
+
+    expected = tuneforge.load(str(trained["final"])).embed(TEXTS[:3], "cls")
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)

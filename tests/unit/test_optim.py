@@ -1,0 +1,80 @@
+"""Optimizer groups and the warm-up/decay schedule."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tuneforge.train.optim import build_optimizer, build_scheduler
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 4)
+        self.lin = torch.nn.Linear(4, 4)
+        self.norm = torch.nn.LayerNorm(4)
+        self.head = torch.nn.Linear(4, 2)
+        self.frozen = torch.nn.Linear(4, 4)
+        self.frozen.requires_grad_(False)
+
+
+def test_no_decay_on_biases_and_layernorm():
+    model = _Tiny()
+    opt = build_optimizer(model, lr=1e-3, weight_decay=0.05)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    assert ids(decay["params"]) == ids([model.emb.weight, model.lin.weight, model.head.weight])
+    assert ids(no_decay["params"]) == ids([model.lin.bias, model.norm.weight, model.norm.bias, model.head.bias])
+    assert all(g["lr"] == 1e-3 for g in opt.param_groups)
+    frozen = ids(model.frozen.parameters())
+    assert not frozen & (ids(decay["params"]) | ids(no_decay["params"]))
+
+
+def test_bert_layernorm_params_not_decayed(tiny_model):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(tiny_model)
+    _, no_decay = build_optimizer(model, 1e-4, 0.01).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    nd = [names[id(p)] for p in no_decay["params"]]
+    assert nd and all(n.endswith("bias") or "LayerNorm" in n for n in nd)
+    assert any("LayerNorm.weight" in n for n in nd)
+
+
+def test_weight_decay_applied_only_to_matrices():
+    model = _Tiny()
+    for p in model.parameters():
+        torch.nn.init.constant_(p, 1.0)
+    opt = build_optimizer(model, lr=0.1, weight_decay=0.5)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # zero gradient: only decoupled weight decay moves a parameter
+    opt.step()
+    assert torch.allclose(model.lin.weight, torch.full_like(model.lin.weight, 1 - 0.1 * 0.5))
+    assert torch.allclose(model.lin.bias, torch.ones_like(model.lin.bias))
+    assert torch.allclose(model.norm.weight, torch.ones_like(model.norm.weight))
+
+
+def test_scheduler_linear_warmup_then_decay_to_zero():
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([p], lr=1.0)
+    sched = build_scheduler(opt, warmup_steps=10, total_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    lrs.append(sched.get_last_lr()[0])
+    assert lrs[0] == 0.0
+    for k in range(11):
+        assert lrs[k] == pytest.approx(k / 10)
+    assert lrs[10] == pytest.approx(1.0) and max(lrs) == pytest.approx(1.0)
+    assert lrs[55] == pytest.approx(0.5)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[100] == pytest.approx(0.0)
+
+
+def test_scheduler_with_zero_total_steps_does_not_crash():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, 0, 0)
+    assert sched.get_last_lr()[0] == pytest.approx(1.0)
