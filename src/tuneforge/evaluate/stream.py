@@ -18,6 +18,8 @@ def evaluate_classifier(model, data: Encoded, names: tuple[str, ...], multi_labe
                         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, autocast=None) -> dict:
     """Metrics for `data`. With world > 1, each rank takes every world-th batch and `reduce` sums the counts."""
     device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()  # dropout off: the numbers must not depend on where in training this is called
     counts = Counts(len(names), multi_label)
     for index in sorted_batches(data.lengths, batch_size)[rank::world]:
         batch = {k: v.to(device) for k, v in collate(data, index, pad_id).items()}
@@ -25,6 +27,7 @@ def evaluate_classifier(model, data: Encoded, names: tuple[str, ...], multi_labe
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = classification_loss(logits, batch["labels"], multi_label, reduction="sum")
         counts.add(logits, batch["labels"], loss)
+    model.train(was_training)
     if reduce is not None:
         counts.load([reduce(t.to(device)) for t in counts.tensors()])
     return compute_metrics(counts, names)

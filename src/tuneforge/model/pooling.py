@@ -19,6 +19,11 @@ def pool(hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor, pooling: s
     if pooling == "cls":
         return last[:, 0]
     if pooling == "last4":
+        if len(hidden_states) < 5:
+            from tuneforge.errors import UserError
+
+            raise UserError(f"--pooling last4 needs an encoder with at least 4 layers; this one has "
+                            f"{len(hidden_states) - 1}. Use mean or cls.")
         # BERT paper's best feature-based variant: concatenate the last four layers.
         return torch.cat([_masked_mean(h, mask) for h in hidden_states[-4:]], dim=-1)
     raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")

@@ -56,26 +56,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
         run_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
 
-    # Data and labels.
-    splits = load_splits(cfg.data)
-    labels = LabelSpace.from_labels(splits["train"].labels, cfg.data.multi_label)
-    cfg.data.multi_label = labels.multi_label
-    targets = {name: labels.encode(s.labels, s.source) for name, s in splits.items()}
-
-    # Tokenizer coverage, then the model (with extended vocabulary when the tokenizer misses the script).
-    tokenizer = load_tokenizer(cfg.model.name)
-    coverage = measure_coverage(tokenizer, splits["train"].texts)
-    warning = coverage.warning(cfg.model.name, cfg.model.unk_threshold)
-    if warning:
-        _say(accelerator, f"warning: {warning}")
-    set_seed(cfg.train.seed)  # the fresh head's init is part of the science
-    model = load_classifier(cfg.model.name, labels)
-    extend = cfg.model.extend_vocab == "always" or (cfg.model.extend_vocab == "auto" and warning is not None)
-    added = extend_vocabulary(tokenizer, model, coverage.missing, cfg.model.max_new_tokens) if extend else []
-    if added:
-        after = measure_coverage(tokenizer, splits["train"].texts)
-        _say(accelerator, f"vocabulary: added {len(added)} tokens; [UNK] rate {coverage.unk_rate:.1%} → {after.unk_rate:.1%}")
-
+    splits, labels, targets = _load_data(cfg)
+    tokenizer, model, coverage, warning, added = _build_model(cfg, splits, labels, accelerator)
     n_train = len(splits["train"].texts)
     cfg, why = resolve_auto(cfg, n_train, model.config.hidden_size, bool(added), world_size())
     for key, reason in why.items():
@@ -85,7 +67,6 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(run_dir / "split.json", json.dumps(split_record(splits)))
 
-    # Optimisation.
     steps = total_steps(cfg, n_train)
     optimizer = build_optimizer(model, cfg.train.learning_rate, cfg.train.weight_decay)
     scheduler = build_scheduler(optimizer, int(cfg.train.warmup_ratio * steps), steps)
@@ -101,35 +82,70 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
                                    rank=accelerator.process_index, world=accelerator.num_processes,
                                    reduce=lambda t: accelerator.reduce(t, "sum"), autocast=accelerator.autocast)
 
-    state = LoopState()
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if ckpt:
-        state = LoopState(**load_checkpoint(accelerator, ckpt))
-        _say(accelerator, f"resuming from {ckpt} (step {state.step})")
-    loop_cfg = LoopConfig(run_dir=run_dir, total_steps=steps, batch_size=cfg.train.batch_size,
-                          grad_accum=cfg.train.grad_accum_steps, max_grad_norm=cfg.train.max_grad_norm,
-                          eval_every=cfg.eval.every_steps, metric=cfg.eval.metric,
-                          patience=cfg.train.early_stopping_patience, keep_checkpoints=cfg.runtime.keep_checkpoints,
-                          budget_seconds=cfg.train.budget_minutes * 60 if cfg.train.budget_minutes else None,
-                          log_every=cfg.runtime.log_every_steps, seed=cfg.train.seed, pad_id=pad_id,
-                          progress=cfg.runtime.progress)
+    state = _resume_state(accelerator, run_dir) if resume else LoopState()
     MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process).truncate_after(state.step)
-    state = fit(accelerator, model, optimizer, scheduler, encoded["train"], objective, evaluate, loop_cfg, state)
+    state = fit(accelerator, model, optimizer, scheduler, encoded["train"], objective, evaluate,
+                _loop_config(cfg, run_dir, steps, pad_id), state)
 
     # Final evaluation on the best weights, then the self-describing model folder and the report.
     results = {name: evaluate(model, name) for name in ("validation", "test") if name in encoded}
     checksum = torch.tensor([sum(p.detach().double().sum().item() for p in model.parameters())], device=accelerator.device)
-    checksums = accelerator.gather(checksum).tolist()
     summary = {"run_dir": str(run_dir), "final": str(run_dir / "final"), "metrics": results,
                "steps": state.step, "best_step": state.best_step, "stop_reason": state.stop_reason,
                "train_seconds": round(state.train_seconds, 2),
                "train_samples_per_s": round(state.samples / max(state.train_seconds, 1e-9), 2),
                "vocab_added": len(added), "coverage": coverage.summary(), "warning": warning}
+    checksums = accelerator.gather(checksum).tolist()
     if accelerator.is_main_process:
         _write_outputs(accelerator.unwrap_model(model), tokenizer, cfg, splits, labels, summary, checksums, run_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
+
+
+def _load_data(cfg: FinetuneConfig):
+    """Splits, the label space (from train) and the encoded targets; unseen labels are user errors."""
+    splits = load_splits(cfg.data)
+    labels = LabelSpace.from_labels(splits["train"].labels, cfg.data.multi_label)
+    cfg.data.multi_label = labels.multi_label
+    targets = {name: labels.encode(s.labels, s.source) for name, s in splits.items()}
+    return splits, labels, targets
+
+
+def _build_model(cfg: FinetuneConfig, splits, labels: LabelSpace, accelerator):
+    """Tokenizer coverage check, then the model — with an extended vocabulary when the tokenizer misses the script."""
+    tokenizer = load_tokenizer(cfg.model.name)
+    coverage = measure_coverage(tokenizer, splits["train"].texts)
+    warning = coverage.warning(cfg.model.name, cfg.model.unk_threshold)
+    if warning:
+        _say(accelerator, f"warning: {warning}")
+    set_seed(cfg.train.seed)  # the fresh head's init is part of the science
+    model = load_classifier(cfg.model.name, labels)
+    extend = cfg.model.extend_vocab == "always" or (cfg.model.extend_vocab == "auto" and warning is not None)
+    added = extend_vocabulary(tokenizer, model, coverage.missing, cfg.model.max_new_tokens) if extend else []
+    if added:
+        after = measure_coverage(tokenizer, splits["train"].texts)
+        _say(accelerator, f"vocabulary: added {len(added)} tokens; [UNK] rate {coverage.unk_rate:.1%} → {after.unk_rate:.1%}")
+    return tokenizer, model, coverage, warning, added
+
+
+def _resume_state(accelerator, run_dir: Path) -> LoopState:
+    ckpt = latest_checkpoint(run_dir)
+    if not ckpt:
+        _say(accelerator, f"no complete checkpoint in {run_dir}; starting from the beginning")
+        return LoopState()
+    state = LoopState(**load_checkpoint(accelerator, ckpt))
+    _say(accelerator, f"resuming from {ckpt} (step {state.step})")
+    return state
+
+
+def _loop_config(cfg: FinetuneConfig, run_dir: Path, steps: int, pad_id: int) -> LoopConfig:
+    t = cfg.train
+    return LoopConfig(run_dir=run_dir, total_steps=steps, batch_size=t.batch_size, grad_accum=t.grad_accum_steps,
+                      max_grad_norm=t.max_grad_norm, eval_every=cfg.eval.every_steps, metric=cfg.eval.metric,
+                      patience=t.early_stopping_patience, keep_checkpoints=cfg.runtime.keep_checkpoints,
+                      budget_seconds=t.budget_minutes * 60 if t.budget_minutes else None,
+                      log_every=cfg.runtime.log_every_steps, seed=t.seed, pad_id=pad_id, progress=cfg.runtime.progress)
 
 
 def _write_outputs(model, tokenizer, cfg: FinetuneConfig, splits, labels: LabelSpace, summary: dict,

@@ -49,6 +49,7 @@ class LoopState:
     tokens: int = 0
     train_seconds: float = 0.0
     stop_reason: str | None = None
+    pending_losses: list = field(default_factory=list)  # losses since the last log line (so resume logs the same)
     history: list = field(default_factory=list)  # evaluation records
 
 
@@ -92,7 +93,8 @@ def fit(accelerator, model, optimizer, scheduler, data: Encoded, objective: Call
     log = MetricsLog(cfg.run_dir / "metrics.jsonl", accelerator.is_main_process)
     lengths = data.lengths
     min_batch = accelerator.num_processes * cfg.grad_accum
-    start, window_t, window_samples, window_loss = time.time() - state.train_seconds, time.time(), 0, []
+    start, window_t, window_samples = time.time() - state.train_seconds, time.time(), 0
+    window_loss = [torch.tensor(x, device=accelerator.device) for x in state.pending_losses]
     model.train()
     progress = make_progress(cfg.progress and accelerator.is_main_process)
     with progress:
@@ -119,7 +121,8 @@ def fit(accelerator, model, optimizer, scheduler, data: Encoded, objective: Call
                 state.train_seconds = time.time() - start
                 state.stop_reason = _stop_reason(state, cfg)
                 if state.step % cfg.eval_every == 0 or state.stop_reason:
-                    _evaluate_and_checkpoint(accelerator, model, optimizer, evaluate, cfg, state, log)
+                    state.pending_losses = accelerator.reduce(torch.stack(window_loss), "mean").tolist() if window_loss else []
+                    _evaluate_and_checkpoint(accelerator, model, evaluate, cfg, state, log)
                     start = time.time() - state.train_seconds  # evaluation time is not training time
                 if state.stop_reason:
                     break
@@ -138,10 +141,8 @@ def _stop_reason(state: LoopState, cfg: LoopConfig) -> str | None:
     return None
 
 
-def _evaluate_and_checkpoint(accelerator, model, optimizer, evaluate, cfg: LoopConfig, state: LoopState, log: MetricsLog) -> None:
-    model.eval()
+def _evaluate_and_checkpoint(accelerator, model, evaluate, cfg: LoopConfig, state: LoopState, log: MetricsLog) -> None:
     metrics = evaluate(model)
-    model.train()
     value = metrics[cfg.metric]
     if _improved(value, state.best, cfg.metric):
         state.best, state.best_step, state.bad_evals = value, state.step, 0
