@@ -64,11 +64,15 @@ def main() -> None:
     subprocess.run(cmd, check=True)
     wall = time.time() - t0
     summary = json.loads((work / "run" / "summary.json").read_text())
+    # The user-facing check: `tuneforge evaluate` on the saved final/ model and the dev file.
+    subprocess.run([sys.executable, "-m", "tuneforge", "evaluate", "--model", str(work / "run" / "final"), "--data",
+                    str(dev), "--output", str(work / "eval")], check=True, capture_output=True)
+    evaluated = json.loads((work / "eval" / "metrics.json").read_text())
     config = (work / "run" / "config.yaml").read_text()
     result = {
         "benchmark": "sst2_defaults", "train_rows": args.train_rows or 67349, "dev_rows": 872,
         "command": " ".join(cmd[1:]), "wall_seconds": round(wall, 1),
-        "dev_accuracy": summary["metrics"]["test"]["accuracy"], "dev_macro_f1": summary["metrics"]["test"]["macro_f1"],
+        "dev_accuracy": evaluated["accuracy"], "dev_macro_f1": evaluated["macro_f1"],
         "validation_accuracy": summary["metrics"]["validation"]["accuracy"],
         "train_samples_per_s": summary["train_samples_per_s"], "train_seconds": summary["train_seconds"],
         "steps": summary["steps"], "best_step": summary["best_step"], "stop_reason": summary["stop_reason"],
