@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from tuneforge.data.encode import Encoded, collate, length_grouped_batches
+from tuneforge.errors import UserError
 from tuneforge.train.checkpoint import load_best, save_best, save_checkpoint
 from tuneforge.train.progress import MetricsLog, make_progress
 
@@ -102,6 +103,9 @@ def fit(accelerator, model, optimizer, scheduler, data: Encoded, objective: Call
         while state.stop_reason is None:
             batches = [b for b in length_grouped_batches(lengths, cfg.batch_size, cfg.seed, state.epoch)
                        if len(b) == cfg.batch_size or (len(lengths) < cfg.batch_size and len(b) >= min_batch)]
+            if not batches:
+                raise UserError(f"{len(lengths)} training rows cannot fill one batch across {min_batch} "
+                                "processes × accumulation steps; add rows or use fewer processes.")
             for index in batches[state.batch_in_epoch:]:
                 loss = _train_step(accelerator, model, optimizer, scheduler, objective, data, index, cfg)
                 state.step += 1
