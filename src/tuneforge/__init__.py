@@ -8,7 +8,8 @@ from tuneforge.errors import UserError
 
 
 def load(path: str, **kwargs):
-    """A Predictor for a model folder (runs/x/final, any HF folder, or an alias): .predict(texts), .embed(texts)."""
+    """A Predictor for a model folder (runs/x/final, any HF folder, an alias, or a `tuneforge export` folder, served
+    with onnxruntime): .predict(texts), .embed(texts)."""
     from tuneforge.serve.predictor import Predictor
 
     return Predictor.load(path, **kwargs)

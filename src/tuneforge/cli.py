@@ -10,7 +10,7 @@ import typer
 from tuneforge.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
-                  help="TuneForge: fine-tune, evaluate, predict and embed with transformer encoders — offline, on CPU or GPU.")
+                  help="TuneForge: fine-tune, evaluate, predict, embed and export transformer encoders — offline, on CPU or GPU.")
 
 SET_HELP = "Override any config key, e.g. --set train.epochs=3 (repeatable). See docs/config.md."
 TEXT_HELP = "Column with the input text."
@@ -122,6 +122,36 @@ def embed(
         raise UserError(f"--pooling {pooling}: use one of {', '.join(POOLINGS)}.")
     shape = embed_file(model, input, output, pooling, text_column, hidden_states, batch_size)
     typer.echo(f"wrote embeddings {tuple(shape)} to {output}")
+
+
+@app.command()
+def export(
+    model: str = typer.Option(..., "--model", help="Model to export: a fine-tuned folder (runs/x/final → logits) or an encoder (alias or folder → last_hidden_state)."),
+    output: str = typer.Option(..., "--output", "-o", help="Export folder, written atomically: model.onnx, tokenizer, config.json, tuneforge.json."),
+    fmt: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+    quantize: str = typer.Option("none", "--quantize", help="none | int8 (dynamic int8 weights per channel, ~4x smaller; model.onnx is then the int8 graph)."),
+    check_data: Optional[str] = typer.Option(None, "--check-data", help="Real texts for the parity check; labelled for a classifier (then the int8 accuracy drop is checked). Default: the bundled demo reviews."),
+    text_column: str = typer.Option("text", "--text-column", help=TEXT_HELP),
+    label_column: str = typer.Option("label", "--label-column", help=LABEL_HELP),
+    label_separator: Optional[str] = typer.Option(None, "--label-separator", help="Split string labels on this for multi-label."),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset version (17 or newer)."),
+    tolerance: float = typer.Option(1e-3, "--tolerance", help="Largest allowed |PyTorch - ONNX fp32| output difference; above it the export fails."),
+    max_accuracy_drop: float = typer.Option(0.5, "--max-accuracy-drop", help="int8 with labelled --check-data: largest allowed accuracy drop, in points."),
+) -> None:
+    """Export to ONNX (optionally int8) with a parity check against PyTorch; `tuneforge.load` serves the folder."""
+    from tuneforge.recipes.export import export as run
+
+    result = run(model, output, fmt, quantize, check_data, text_column, label_column, label_separator, opset,
+                 tolerance, max_accuracy_drop)
+    kind = "int8" if result["quantization"] else "fp32"
+    size = result["int8_bytes" if result["quantization"] else "fp32_bytes"] / 1e6
+    typer.echo(f"exported: {Path(result['folder']) / result['file']} ({kind}, {size:.1f} MB, opset {result['opset']}, "
+               f"output {result['output_name']})")
+    parity = result["parity"]
+    typer.echo(f"parity on {parity['texts']} texts ({parity['data']}):")
+    for graph in ("fp32", "int8"):
+        if graph in parity:
+            typer.echo(f"  {graph}: " + ", ".join(f"{k} {v:.4g}" for k, v in parity[graph].items()))
 
 
 @app.command()

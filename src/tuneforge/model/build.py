@@ -14,6 +14,15 @@ def quiet_transformers() -> None:
     transformers.logging.disable_progress_bar()
 
 
+def _export_hint(path: str) -> str:
+    """Loading PyTorch weights from a `tuneforge export` folder fails; say why instead of 'no model.safetensors'."""
+    from pathlib import Path
+
+    if (Path(path) / "model.onnx").is_file():
+        return " It is an ONNX export (model.onnx, no PyTorch weights): use the folder it was exported from."
+    return ""
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
@@ -37,7 +46,7 @@ def load_classifier(name: str, labels: LabelSpace):
             path, num_labels=len(labels.names), id2label=labels.id2label, label2id=labels.label2id,
             problem_type=problem, ignore_mismatched_sizes=True)
     except OSError as exc:
-        raise UserError(f"model '{name}': cannot load ({str(exc).splitlines()[0]}).") from None
+        raise UserError(f"model '{name}': cannot load ({str(exc).splitlines()[0]}).{_export_hint(path)}") from None
 
 
 def load_trained(path: str):
@@ -49,7 +58,8 @@ def load_trained(path: str):
     try:
         model = AutoModelForSequenceClassification.from_pretrained(folder)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot load a classification model ({str(exc).splitlines()[0]}).") from None
+        raise UserError(f"{path}: cannot load a classification model ({str(exc).splitlines()[0]})."
+                        f"{_export_hint(folder)}") from None
     return model.eval(), load_tokenizer(path)
 
 
@@ -66,3 +76,21 @@ def load_encoder(name: str):
         return AutoModel.from_pretrained(resolve_model(name)).eval()
     except (OSError, ValueError) as exc:
         raise UserError(f"model '{name}': cannot load ({str(exc).splitlines()[0]}).") from None
+
+
+def is_classifier_folder(path: str) -> bool:
+    """True when the folder's config names a sequence-classification architecture (a fine-tuned final/)."""
+    from transformers import AutoConfig
+
+    try:
+        architectures = AutoConfig.from_pretrained(resolve_model(path)).architectures or []
+    except (OSError, ValueError) as exc:
+        raise UserError(f"model '{path}': cannot load ({str(exc).splitlines()[0]}).") from None
+    return any(a.endswith("ForSequenceClassification") for a in architectures)
+
+
+def load_for_inference(path: str):
+    """(model, tokenizer): the classifier for a fine-tuned folder, else the bare encoder."""
+    if is_classifier_folder(path):
+        return load_trained(path)
+    return load_encoder(path), load_tokenizer(path)

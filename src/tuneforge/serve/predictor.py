@@ -1,4 +1,4 @@
-"""Predictor: labels and probabilities, and pooled embeddings, from a saved model folder (PyTorch)."""
+"""Predictor: labels and probabilities, and pooled embeddings, from a saved model folder (PyTorch; ONNX in onnx_backend)."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,19 +22,19 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str, **kwargs) -> Predictor:
-        from tuneforge.model.artifact import read_manifest
-        from tuneforge.model.build import load_encoder, load_tokenizer, load_trained
-        from tuneforge.model.resolve import resolve_model
+        """A PyTorch predictor, or the ONNX Runtime one when the folder holds an exported model.onnx."""
+        from pathlib import Path
 
-        from transformers import AutoConfig
+        from tuneforge.model.artifact import read_manifest
+        from tuneforge.model.build import load_for_inference
+        from tuneforge.model.resolve import resolve_model
+        from tuneforge.serve.onnx_backend import ONNX_FILE, OnnxPredictor
 
         folder = resolve_model(path)
+        if (Path(folder) / ONNX_FILE).is_file():
+            return OnnxPredictor.load(folder, **kwargs)
         manifest = read_manifest(folder)
-        architectures = AutoConfig.from_pretrained(folder).architectures or []
-        if any(a.endswith("ForSequenceClassification") for a in architectures):
-            model, tokenizer = load_trained(path)
-        else:
-            model, tokenizer = load_encoder(path), load_tokenizer(path)
+        model, tokenizer = load_for_inference(path)
         kwargs.setdefault("max_length", manifest.get("max_length", 128))
         return cls(model, tokenizer, **kwargs)
 

@@ -1,0 +1,248 @@
+"""Export to ONNX (graph, int8, parity) and the ONNX Runtime predictor, in process on the tiny BERT."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tuneforge.errors import UserError
+
+TEXTS = ["great", "the service was awful and the food was terrible and the room was really very slow overall",
+         "lovely happy staff", "bad", "this phone is superb and the app is excellent", "ugly broken delivery", "nice"]
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model):
+    """The tiny encoder with a seeded 3-class head (untrained: parity does not need a good model)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model, num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2}).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def exported(classifier, tmp_path_factory):
+    from tuneforge.export.onnx import export_onnx
+    from tuneforge.export.quantize import quantize_int8
+
+    folder = tmp_path_factory.mktemp("graphs")
+    info = export_onnx(classifier[0], folder / "model.onnx")
+    qinfo = quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
+    return {"folder": folder, "info": info, "quant": qinfo}
+
+
+def _batch(tokenizer, texts):
+    enc = tokenizer(texts, padding=True, return_tensors="np")
+    return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+
+
+def _torch_logits(model, ids, mask):
+    import torch
+
+    with torch.inference_mode():
+        return model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+
+
+def test_graph_has_named_inputs_dynamic_axes_and_opset(exported):
+    import onnx
+
+    graph = onnx.load(str(exported["folder"] / "model.onnx"))
+    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert [i.name for i in graph.graph.input] == ["input_ids", "attention_mask"]
+    assert [o.name for o in graph.graph.output] == ["logits"]
+    for tensor in graph.graph.input:
+        dims = tensor.type.tensor_type.shape.dim
+        assert all(d.dim_param and not d.dim_value for d in dims), dims  # batch and sequence are symbolic
+    assert exported["info"]["output_name"] == "logits" and exported["info"]["opset"] >= 17
+
+
+@pytest.mark.parametrize("texts", [TEXTS[:1], TEXTS], ids=["batch1", "batch7"])
+def test_fp32_graph_matches_pytorch_at_any_batch_and_length(classifier, exported, texts):
+    from tuneforge.serve.onnx_backend import onnx_forward, open_session
+
+    model, tokenizer = classifier
+    ids, mask = _batch(tokenizer, texts)
+    assert len(texts) == 1 or mask.sum(1).min() < mask.shape[1]  # batch 7 really holds padding
+    out = onnx_forward(open_session(exported["folder"] / "model.onnx", threads=1))(ids, mask)
+    assert out.shape == (len(texts), 3)
+    assert np.abs(out - _torch_logits(model, ids, mask)).max() < 1e-4
+
+
+def test_int8_graph_is_quantized_and_close(classifier, exported):
+    import onnx
+
+    from tuneforge.serve.onnx_backend import onnx_forward, open_session
+
+    folder = exported["folder"]
+    ops = {n.op_type for n in onnx.load(str(folder / "model.int8.onnx")).graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops, ops
+    assert exported["quant"]["per_channel"] is True
+    model, tokenizer = classifier
+    ids, mask = _batch(tokenizer, TEXTS)
+    out = onnx_forward(open_session(folder / "model.int8.onnx", threads=1))(ids, mask)
+    assert np.abs(out - _torch_logits(model, ids, mask)).max() < 0.1
+
+
+def test_encoder_graph_outputs_last_hidden_state(tiny_model, tmp_path):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from tuneforge.export.onnx import export_onnx
+    from tuneforge.serve.onnx_backend import onnx_forward, open_session
+
+    model, tokenizer = AutoModel.from_pretrained(tiny_model).eval(), AutoTokenizer.from_pretrained(tiny_model)
+    assert export_onnx(model, tmp_path / "m.onnx")["output_name"] == "last_hidden_state"
+    ids, mask = _batch(tokenizer, TEXTS)
+    out = onnx_forward(open_session(tmp_path / "m.onnx", threads=1))(ids, mask)
+    with torch.inference_mode():
+        ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state.numpy()
+    keep = mask.astype(bool)
+    assert out.shape == ref.shape and np.abs(out - ref)[keep].max() < 1e-4
+
+
+# --- parity: pure numpy, with made-up forwards --------------------------------------------------------------
+
+
+def _encoded(n: int = 9):
+    from tuneforge.data.encode import Encoded
+
+    rng = np.random.default_rng(0)
+    return Encoded([list(rng.integers(5, 50, size=int(k))) for k in rng.integers(2, 12, size=n)])
+
+
+def test_run_graphs_keeps_input_order_and_measures_the_largest_difference():
+    from tuneforge.export.parity import run_graphs
+
+    data = _encoded()
+    first = lambda ids, mask: ids[:, :1].astype(np.float32)  # noqa: E731 - the first token id, per row
+    shifted = lambda ids, mask: ids[:, :1].astype(np.float32) + 0.25  # noqa: E731
+    ref, rows, diff = run_graphs(first, {"x": shifted}, data, pad_id=0, batch_size=4)
+    assert ref[:, 0].tolist() == [row[0] for row in data.input_ids]
+    assert np.allclose(rows["x"], ref + 0.25) and diff["x"] == pytest.approx(0.25)
+
+
+def test_hidden_state_difference_ignores_padding():
+    from tuneforge.export.parity import run_graphs
+
+    data = _encoded()
+    hidden = lambda ids, mask: np.repeat(ids[..., None], 4, -1).astype(np.float32)  # noqa: E731
+    junk_in_padding = lambda ids, mask: hidden(ids, mask) + 99.0 * (1 - mask[..., None])  # noqa: E731
+    ref, rows, diff = run_graphs(hidden, {"x": junk_in_padding}, data, pad_id=0, batch_size=4)
+    assert diff["x"] == 0.0 and np.allclose(rows["x"], ref)
+
+
+def test_limits_pass_and_fail():
+    from tuneforge.export.parity import MIN_AGREEMENT, MIN_COSINE, measure, violations
+
+    data = _encoded(20)
+    labels = np.array([0] * 20)
+    ref = lambda ids, mask: np.stack([np.full(len(ids), 1.0), ids[:, 0] % 2.0], 1)  # noqa: E731 - class 0 unless odd
+    flipped = lambda ids, mask: ref(ids, mask)[:, ::-1].copy()  # noqa: E731
+    good = measure(ref, {"fp32": ref, "int8": ref}, data, 0, classifier=True, labels=labels)
+    assert violations(good) == []
+    assert good["int8"]["label_agreement"] == 1.0 and good["int8"]["accuracy_drop_points"] == 0.0
+    bad = measure(ref, {"fp32": flipped, "int8": flipped}, data, 0, classifier=True, labels=labels)
+    problems = violations(bad, tolerance=1e-3, max_accuracy_drop=0.5)
+    assert any("fp32" in p and "--tolerance" in p for p in problems)
+    assert any("accuracy" in p for p in problems) and any(f"{MIN_AGREEMENT:.0%}" in p for p in problems)
+    enc_ref = lambda ids, mask: np.ones((*ids.shape, 3), np.float32)  # noqa: E731
+    enc_bad = lambda ids, mask: np.stack([np.ones(ids.shape), -np.ones(ids.shape), np.zeros(ids.shape)], -1)  # noqa: E731
+    enc = measure(enc_ref, {"int8": enc_bad}, data, 0, classifier=False)
+    assert enc["int8"]["min_cosine"] < MIN_COSINE and "cosine" in violations(enc)[0]
+
+
+def test_multi_label_parity_compares_whole_label_sets():
+    from tuneforge.export.parity import classifier_parity
+
+    ref = np.array([[2.0, -1.0, 0.5], [-3.0, 1.0, -0.2], [0.1, 0.2, -0.3]])
+    out = ref.copy()
+    out[2, 2] = 0.3  # one label decision flips in the third row
+    labels = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]], dtype=np.float32)
+    r = classifier_parity(ref, out, 0.6, multi_label=True, labels=labels)
+    assert r["label_agreement"] == pytest.approx(2 / 3)
+    assert r["pytorch_accuracy"] == 1.0 and r["accuracy"] == pytest.approx(2 / 3)
+    assert r["accuracy_drop_points"] == pytest.approx(100 / 3)
+
+
+def test_nan_output_fails_the_fp32_limit():
+    from tuneforge.export.parity import violations
+
+    assert violations({"fp32": {"max_abs_diff": float("nan")}})
+
+
+# --- the recipe and the ONNX predictor ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encoder_export(tiny_model, tmp_path_factory):
+    from tuneforge.recipes.export import export
+
+    out = tmp_path_factory.mktemp("enc") / "exported"
+    result = export(str(tiny_model), str(out))
+    return out, result
+
+
+def test_export_folder_describes_itself(encoder_export):
+    out, result = encoder_export
+    assert {"model.onnx", "config.json", "tokenizer.json", "tuneforge.json"} <= {p.name for p in out.iterdir()}
+    assert not list(out.parent.glob(".*"))  # no temp or old folder left next to it
+    section = json.loads((out / "tuneforge.json").read_text())["export"]
+    assert section["format"] == "onnx" and section["opset"] >= 17 and section["quantization"] is None
+    assert section["output_name"] == "last_hidden_state" and "onnxruntime" in section["versions"]
+    assert section["parity"]["fp32"]["max_abs_diff"] < 1e-4 and section["parity"]["texts"] > 50
+    assert result["parity"] == section["parity"]
+
+
+def test_onnx_predictor_embeddings_match_pytorch(encoder_export, tiny_model):
+    import tuneforge
+    from tuneforge.serve.onnx_backend import OnnxPredictor
+
+    onnx_p, torch_p = tuneforge.load(str(encoder_export[0]), threads=1), tuneforge.load(str(tiny_model))
+    assert isinstance(onnx_p, OnnxPredictor) and onnx_p.labels is None
+    for pooling in ("mean", "cls"):
+        assert np.abs(onnx_p.embed(TEXTS, pooling) - torch_p.embed(TEXTS, pooling)).max() < 1e-4
+    v, hidden, mask = onnx_p.embed(TEXTS, return_hidden=True)
+    v2, hidden2, mask2 = torch_p.embed(TEXTS, return_hidden=True)
+    assert hidden.shape == hidden2.shape and np.abs(hidden - hidden2).max() < 1e-4 and (mask == mask2).all()
+    with pytest.raises(UserError, match="last4"):
+        onnx_p.embed(TEXTS, "last4")
+    with pytest.raises(ValueError, match="classification head"):
+        onnx_p.predict(TEXTS)
+
+
+def test_export_guards(encoder_export, tiny_model, tmp_path):
+    from tuneforge.recipes.export import export
+
+    with pytest.raises(UserError, match="--format"):
+        export(str(tiny_model), str(tmp_path / "x"), fmt="tflite")
+    with pytest.raises(UserError, match="--quantize"):
+        export(str(tiny_model), str(tmp_path / "x"), quantize="int4")
+    with pytest.raises(UserError, match="--opset"):
+        export(str(tiny_model), str(tmp_path / "x"), opset=11)
+    with pytest.raises(UserError, match="would replace the model"):
+        export(str(tiny_model), str(tiny_model))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="not a TuneForge export"):
+        export(str(tiny_model), str(tmp_path / "notes"))
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
+def test_default_threads_follow_cores_and_omp(monkeypatch):
+    from tuneforge.serve.onnx_backend import default_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert 1 <= default_threads() <= 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() == 1
+
+
+def test_loading_pytorch_weights_from_an_export_says_why(encoder_export):
+    from tuneforge.model.build import load_trained
+
+    with pytest.raises(UserError, match="ONNX export"):
+        load_trained(str(encoder_export[0]))
