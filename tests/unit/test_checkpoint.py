@@ -57,7 +57,7 @@ def test_save_and_load_best_round_trip(tmp_path, tiny_classifier):
     model = tiny_classifier
     assert load_best(model, tmp_path) is False  # nothing saved yet
     saved = {k: v.clone() for k, v in model.state_dict().items()}
-    save_best(model, tmp_path)
+    save_best(model, tmp_path, 5)
     best = checkpoints_dir(tmp_path) / "best" / "model.safetensors"
     assert best.is_file()
     assert not list(best.parent.glob("*.tmp"))
@@ -74,10 +74,10 @@ def test_save_best_overwrites_and_loads_into_fresh_model(tmp_path, tiny_classifi
     from tuneforge.data.labels import LabelSpace
     from tuneforge.model.build import load_classifier
 
-    save_best(tiny_classifier, tmp_path)
+    save_best(tiny_classifier, tmp_path, 7)
     with torch.no_grad():
         tiny_classifier.classifier.weight.fill_(0.25)
-    save_best(tiny_classifier, tmp_path)  # the second save replaces the first
+    save_best(tiny_classifier, tmp_path, 7)  # the second save replaces the first
     fresh = load_classifier(str(tiny_model), LabelSpace(("a", "b", "c"), False))
     assert load_best(fresh, tmp_path)
     assert torch.all(fresh.classifier.weight == 0.25)
@@ -92,7 +92,7 @@ def test_save_best_with_tied_weights(tmp_path):
             self.out.weight = self.emb.weight
 
     model = Tied()
-    save_best(model, tmp_path)  # safetensors refuses shared storage unless untied
+    save_best(model, tmp_path, 5)  # safetensors refuses shared storage unless untied
     other = Tied()
     assert load_best(other, tmp_path)
     assert torch.equal(other.emb.weight, model.emb.weight)
@@ -148,3 +148,10 @@ def test_save_checkpoint_replaces_stale_tmp_and_same_step(tmp_path):
     final = save_checkpoint(acc, tmp_path, 7, {"step": 7, "again": True}, keep=3)
     assert json.loads((final / STATE_FILE).read_text(encoding="utf-8"))["again"] is True
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-7"]
+
+
+def test_load_best_refuses_weights_from_another_step(tiny_classifier, tmp_path):
+    # A crash between saving best/ and the step's checkpoint must not smuggle newer weights into a resumed run.
+    save_best(tiny_classifier, tmp_path, 40)
+    assert load_best(tiny_classifier, tmp_path, 30) is False
+    assert load_best(tiny_classifier, tmp_path, 40) is True

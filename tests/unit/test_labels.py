@@ -130,3 +130,10 @@ def test_float_non_integer_label_kept_as_text():
     assert parse_label(0.5, None) == "0.5"
     assert parse_label(2.0, None) == "2"
     assert parse_label(-3, None) == "-3"
+
+
+def test_odd_numeric_looking_labels_sort_without_crashing():
+    from tuneforge.data.labels import LabelSpace
+
+    assert LabelSpace.from_labels(["a", "--1", "²"]).names == ("--1", "a", "²")
+    assert LabelSpace.from_labels(["01", "1", "2"]).names == ("01", "1", "2")  # stable, not hash order

@@ -196,3 +196,14 @@ def test_file_sha256_changes_with_content(tmp_path):
     folder.mkdir()
     (folder / "1").write_text("x", encoding="utf-8")
     assert file_sha256(folder) == h1  # a folder hashes its files' bytes in order
+
+
+def test_json_array_file(tmp_path):
+    import json as _json
+
+    from tuneforge.data.sources import read_table
+
+    p = tmp_path / "d.json"
+    p.write_text(_json.dumps([{"text": "a", "label": 1}, {"text": "b", "label": 0}]), encoding="utf-8")
+    df = read_table(p)
+    assert list(df["text"]) == ["a", "b"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ def read_labels(values: list, path: str | Path, column: str, separator: str | No
 
 def _sort_key(name: str):
     # Int labels sort numerically (0, 1, 2, 10), strings alphabetically.
-    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
+    return (0, int(name), name) if re.fullmatch(r"-?[0-9]+", name) else (1, 0, name)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         except Exception as exc:  # pyarrow raises many types for a corrupt file
             raise UserError(f"{p}: cannot read Parquet ({exc}).") from None
     _check_utf8(p)
-    if suffix in {".jsonl", ".json"}:
+    if suffix == ".json":
+        return _read_json(p)
+    if suffix == ".jsonl":
         return _read_jsonl(p)
     if suffix == ".txt":
         lines = p.read_text(encoding="utf-8").splitlines()
@@ -81,6 +83,20 @@ def _read_jsonl(p: Path) -> pd.DataFrame:
                 raise UserError(f"{p}:{n}: each line must be a JSON object like {{\"text\": ..., \"label\": ...}}.")
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _read_json(p: Path) -> pd.DataFrame:
+    """A JSON array of objects; files that are really JSON lines are read as such."""
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return _read_jsonl(p)
+    if isinstance(data, dict):
+        return _read_jsonl(p)
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise UserError(f"{p}: expected a JSON array of objects like [{{\"text\": ..., \"label\": ...}}].")
+    return pd.DataFrame(data)
 
 
 def _read_datasets_folder(p: Path) -> pd.DataFrame:

@@ -38,6 +38,9 @@ def _say(accelerator, msg: str) -> None:
 
 def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if overwrite and run_dir.exists():
+        if any(run_dir.iterdir()) and not any((run_dir / n).exists() for n in ("config.yaml", "checkpoints", "final")):
+            raise UserError(f"{run_dir}: --overwrite only replaces TuneForge run folders, and this one is not "
+                            "(no config.yaml, checkpoints/ or final/). Choose another --output.")
         shutil.rmtree(run_dir)
     busy = (run_dir / "final").exists() or (run_dir / "checkpoints").exists()
     if busy and not resume:

@@ -55,21 +55,29 @@ def load_checkpoint(accelerator, path: Path) -> dict:
     return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
 
 
-def save_best(model, run_dir: Path) -> None:
-    """The best weights so far, kept apart from the rolling checkpoints."""
+def save_best(model, run_dir: Path, step: int) -> None:
+    """The best weights so far, kept apart from the rolling checkpoints; the step is stored in the file."""
     best = checkpoints_dir(run_dir) / "best"
     best.mkdir(parents=True, exist_ok=True)
     tmp = best / ".model.safetensors.tmp"
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(_untie(state), str(tmp))
+    save_file(_untie(state), str(tmp), metadata={"step": str(step)})
     tmp.replace(best / "model.safetensors")
 
 
-def load_best(model, run_dir: Path) -> bool:
+def load_best(model, run_dir: Path, step: int | None = None) -> bool:
+    """Load the best weights — only if they are the ones saved at `step` (a crash between saving them and
+    the step's checkpoint can leave a newer file than the resumed state knows about)."""
+    from safetensors import safe_open
+
     path = checkpoints_dir(run_dir) / "best" / "model.safetensors"
     if not path.is_file():
         return False
-    model.load_state_dict(load_file(str(path)), strict=False)
+    if step is not None:
+        with safe_open(str(path), framework="pt") as fh:
+            if (fh.metadata() or {}).get("step") != str(step):
+                return False
+    model.load_state_dict(load_file(str(path)), strict=True)
     return True
 
 

@@ -123,6 +123,10 @@ def fit(accelerator, model, optimizer, scheduler, data: Encoded, objective: Call
                     window_t, window_samples, window_loss = time.time(), 0, []
                 progress.update(task, completed=state.step)
                 state.train_seconds = time.time() - start
+                if cfg.budget_seconds and accelerator.num_processes > 1:
+                    # Every rank must take the same stop decision, or their collectives fall out of step.
+                    elapsed = torch.tensor(state.train_seconds, device=accelerator.device)
+                    state.train_seconds = accelerator.reduce(elapsed, "max").item()
                 state.stop_reason = _stop_reason(state, cfg)
                 if state.step % cfg.eval_every == 0 or state.stop_reason:
                     state.pending_losses = accelerator.reduce(torch.stack(window_loss), "mean").tolist() if window_loss else []
@@ -133,7 +137,8 @@ def fit(accelerator, model, optimizer, scheduler, data: Encoded, objective: Call
             else:
                 state.epoch += 1
                 state.batch_in_epoch = 0
-    load_best(accelerator.unwrap_model(model), cfg.run_dir)
+    if state.best_step is not None:
+        load_best(accelerator.unwrap_model(model), cfg.run_dir, state.best_step)
     return state
 
 
@@ -151,7 +156,7 @@ def _evaluate_and_checkpoint(accelerator, model, evaluate, cfg: LoopConfig, stat
     if _improved(value, state.best, cfg.metric):
         state.best, state.best_step, state.bad_evals = value, state.step, 0
         if accelerator.is_main_process:
-            save_best(accelerator.unwrap_model(model), cfg.run_dir)
+            save_best(accelerator.unwrap_model(model), cfg.run_dir, state.step)
     else:
         state.bad_evals += 1
         if cfg.patience and state.bad_evals >= cfg.patience and not state.stop_reason:
