@@ -1,7 +1,6 @@
 """Reading tables: every supported format, and one-line UserErrors for every user mistake."""
 from __future__ import annotations
 
-import json
 
 import pandas as pd
 import pytest

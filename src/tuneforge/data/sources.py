@@ -125,15 +125,19 @@ def clean_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
-def read_texts(path: str | Path, text_column: str, normalize: bool = True) -> list[str]:
-    """Texts of one column, with a clear error for a missing column or an empty text."""
-    df = read_table(path)
-    require_columns(df, path, [text_column])
+def column_texts(df: pd.DataFrame, path: str | Path, column: str, normalize: bool = True) -> list[str]:
+    """One text column, checked: the column exists, the table has rows, and no row is empty."""
+    require_columns(df, path, [column])
+    if len(df) == 0:
+        raise UserError(f"{path}: no data rows. Add rows below the header.")
     texts = []
-    for i, value in enumerate(df[text_column].tolist()):
+    for i, value in enumerate(df[column].tolist()):
         if not isinstance(value, str) or not value.strip():
-            raise UserError(f"{path}: row {i + 1} has no text in column '{text_column}'. Fill it in or remove the row.")
+            raise UserError(f"{path}: row {i + 1} has no text in column '{column}'. Fill it in or remove the row.")
         texts.append(clean_text(value) if normalize else value)
-    if not texts:
-        raise UserError(f"{path}: no rows. Add data rows below the header.")
     return texts
+
+
+def read_texts(path: str | Path, text_column: str, normalize: bool = True) -> list[str]:
+    """Texts of one column of a file, with a clear error for a missing column or an empty text."""
+    return column_texts(read_table(path), path, text_column, normalize)

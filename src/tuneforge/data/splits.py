@@ -7,7 +7,7 @@ import numpy as np
 
 from tuneforge.config import DataConfig
 from tuneforge.data.labels import read_labels
-from tuneforge.data.sources import clean_text, read_table, require_columns
+from tuneforge.data.sources import column_texts, read_table, require_columns
 from tuneforge.errors import UserError
 
 
@@ -23,13 +23,7 @@ class Split:
 def load_labelled(path: str, cfg: DataConfig, name: str) -> Split:
     df = read_table(path)
     require_columns(df, path, [cfg.text_column, cfg.label_column])
-    if len(df) == 0:
-        raise UserError(f"{path}: no data rows. Add rows below the header.")
-    texts = []
-    for i, value in enumerate(df[cfg.text_column].tolist()):
-        if not isinstance(value, str) or not value.strip():
-            raise UserError(f"{path}: row {i + 1} has no text in column '{cfg.text_column}'. Fill it in or remove the row.")
-        texts.append(clean_text(value) if cfg.normalize else value)
+    texts = column_texts(df, path, cfg.text_column, cfg.normalize)
     labels = read_labels(df[cfg.label_column].tolist(), path, cfg.label_column, cfg.label_separator)
     return Split(name, texts, labels, path, list(range(len(texts))))
 

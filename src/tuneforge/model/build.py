@@ -63,10 +63,6 @@ def load_trained(path: str):
     return model.eval(), load_tokenizer(path)
 
 
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def load_encoder(name: str):
     """A bare encoder (no head) for embeddings."""
     from transformers import AutoModel

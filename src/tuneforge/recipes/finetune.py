@@ -20,7 +20,7 @@ from tuneforge.errors import UserError
 from tuneforge.evaluate.report import write_report
 from tuneforge.evaluate.stream import evaluate_classifier
 from tuneforge.model.artifact import atomic_write_text, save_model_folder
-from tuneforge.model.build import count_parameters, load_classifier, load_tokenizer
+from tuneforge.model.build import load_classifier, load_tokenizer
 from tuneforge.model.vocab import extend_vocabulary
 from tuneforge.train.checkpoint import latest_checkpoint, load_checkpoint
 from tuneforge.train.defaults import resolve_auto, total_steps

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.data.sources import read_texts
+from tuneforge.errors import UserError
 from tuneforge.serve.predictor import Predictor
 
 
@@ -15,8 +16,6 @@ def predict_file(model_path: str, input_path: str, output: str, text_column: str
     texts = read_texts(input_path, text_column, normalize=False)
     predictor = Predictor.load(model_path, batch_size=batch_size)
     if predictor.labels is None:
-        from tuneforge.errors import UserError
-
         raise UserError(f"{model_path}: has no classification head; use `tuneforge embed` for encoders.")
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
