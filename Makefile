@@ -25,5 +25,9 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
+# Quick versions of the benchmarks (full sizes: see benchmarks/README.md). ~7 min on 2 cores.
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_finetune.py --train-rows 1000 --epochs 1
+
 clean:
 	rm -rf $(VENV) runs

@@ -44,6 +44,14 @@ def build_tiny_model(folder: Path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory) -> Path:
+    """Tokenized-corpus caches go to a temp folder (the CLI subprocesses inherit the variable), never ~/.cache."""
+    folder = tmp_path_factory.mktemp("tuneforge-cache")
+    os.environ["TUNEFORGE_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-bert")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["finetune", "evaluate", "load", "UserError"]
+__all__ = ["Client", "ServerError", "UserError", "evaluate", "finetune", "load", "pretrain"]
 
 from tuneforge.errors import UserError
 
@@ -24,8 +24,26 @@ def finetune(config=None, **overrides):
     return run(cfg)
 
 
+def pretrain(config=None, **overrides):
+    """Masked-LM pretraining from a PretrainConfig, a YAML path, or keyword sections (data=..., model=...)."""
+    from tuneforge.config import PretrainConfig, load_config
+    from tuneforge.recipes.pretrain import pretrain as run
+
+    cfg = config if isinstance(config, PretrainConfig) else load_config(config, PretrainConfig, base=overrides)
+    return run(cfg)
+
+
 def evaluate(model: str, data: str, output: str, **kwargs):
     """Evaluate a fine-tuned model on a labelled file; writes metrics.json and a report."""
     from tuneforge.recipes.evaluate import evaluate as run
 
     return run(model, data, output, **kwargs)
+
+
+def __getattr__(name: str):
+    # Client is imported on first use, so `import tuneforge` stays fast.
+    if name in ("Client", "ServerError"):
+        import importlib
+
+        return getattr(importlib.import_module("tuneforge.client"), name)
+    raise AttributeError(f"module 'tuneforge' has no attribute {name!r}")

@@ -10,7 +10,7 @@ import typer
 from tuneforge.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
-                  help="TuneForge: fine-tune, evaluate, predict, embed and export transformer encoders — offline, on CPU or GPU.")
+                  help="TuneForge: pretrain, fine-tune, evaluate, predict, embed, export and serve transformer encoders — offline, on CPU or GPU.")
 
 SET_HELP = "Override any config key, e.g. --set train.epochs=3 (repeatable). See docs/config.md."
 TEXT_HELP = "Column with the input text."
@@ -155,6 +155,108 @@ def export(
 
 
 @app.command()
+def pretrain(
+    config: Optional[Path] = typer.Argument(None, help="YAML config (optional). Flags and --set override it."),
+    corpus: list[str] = typer.Option([], "--corpus", help="Unlabelled text: .txt (one text per line), JSONL/CSV/Parquet or a `datasets` folder; globs allowed. Repeat or list several after one flag."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="Pretraining objective: mlm."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="From scratch: tiny | mini | small | medium | base (see `tuneforge inspect mini`)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder for --preset (default: train one on the corpus)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Continue pretraining this encoder instead: alias (minilm-l6), folder or hub id."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Column with the text in JSONL/CSV/Parquet/datasets sources."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Run folder (default runs/pretrain)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in the run folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run folder first."),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP.replace("train.epochs=3", "train.budget_minutes=30")),
+) -> None:
+    """Pretrain an encoder with masked-LM, from scratch (--preset) or continued (--model); reports perplexity."""
+    from tuneforge.config import PretrainConfig, load_config
+    from tuneforge.recipes.pretrain import pretrain as run
+
+    if resume and config is None and output and (Path(output) / "config.yaml").is_file():
+        config = Path(output) / "config.yaml"
+    base = {"output": output, "objective": objective, "data": {"corpus": corpus or None, "text_column": text_column},
+            "model": {"preset": preset, "name": model}, "tokenizer": {"path": tokenizer}}
+    cfg = load_config(config, PretrainConfig, overrides, base)
+    summary = run(cfg, resume=resume, overwrite=overwrite)
+    _print_pretrain(summary)
+
+
+def _print_pretrain(summary: dict) -> None:
+    if not summary.get("report"):  # not the main process
+        return
+    m, first = summary["metrics"], summary.get("initial_metrics") or {}
+    start = f" (before: {first['perplexity']:.1f})" if first else ""
+    typer.echo(f"held-out perplexity {m['perplexity']:.2f}{start} · masked-token accuracy {m['masked_accuracy']:.2%} · "
+               f"{summary['steps']} steps, {summary['tokens']:,} tokens, {summary['tokens_per_s']:,.0f} tokens/s, "
+               f"MFU {summary['mfu']:.1%} · stopped by {summary['stop_reason']}")
+    typer.echo(f"model:  {summary['final']}\nreport: {summary['report']}")
+
+
+tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer on your corpus.")
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    input: list[str] = typer.Option(..., "--input", help="Corpus files (.txt one text per line, JSONL/CSV/Parquet, datasets folder); globs allowed."),
+    output: str = typer.Option(..., "--output", "-o", help="Tokenizer folder (loads with AutoTokenizer.from_pretrained)."),
+    kind: str = typer.Option("wordpiece", "--type", help="wordpiece (BERT) | bpe (byte-level, RoBERTa) | unigram (SentencePiece, ALBERT)."),
+    vocab_size: int = typer.Option(8000, "--vocab-size", help="Vocabulary size."),
+    lowercase: bool = typer.Option(True, "--lowercase/--no-lowercase", help="Lowercase in the normaliser."),
+    strip_accents: Optional[bool] = typer.Option(None, "--strip-accents/--no-strip-accents", help="Strip accents (default: same as --lowercase)."),
+    min_frequency: int = typer.Option(2, "--min-frequency", help="Minimum count for a merge or piece."),
+    text_column: str = typer.Option("text", "--text-column", help="Column with the text in table sources."),
+) -> None:
+    """Train a fast Hugging Face tokenizer; CJK characters are split one per token, as in BERT."""
+    from tuneforge.config.loader import validate
+    from tuneforge.config.schema import CorpusConfig, TokenizerConfig
+    from tuneforge.recipes.tokenizer import train_tokenizer_folder
+
+    tok = validate({"type": kind, "vocab_size": vocab_size, "lowercase": lowercase, "strip_accents": strip_accents,
+                    "min_frequency": min_frequency}, TokenizerConfig, "tokenizer train")
+    data = validate({"corpus": input, "text_column": text_column}, CorpusConfig, "tokenizer train")
+    result = train_tokenizer_folder(data, tok, Path(output))
+    typer.echo(f"wrote a {kind} tokenizer with {result['vocab_size']:,} tokens to {output} "
+               f"(trained on {result['texts']:,} texts)")
+
+
+@app.command()
+def inspect(
+    model: str = typer.Argument(..., help="Model: alias (minilm-l6), model folder, hub id, or a preset name (tiny, mini, small, medium, base)."),
+    seq_len: int = typer.Option(128, "--seq-len", help="Sequence length for the FLOPs per token."),
+    vocab_size: int = typer.Option(8000, "--vocab-size", help="Vocabulary size when MODEL is a preset."),
+) -> None:
+    """Show the architecture: embeddings → encoder layers (attention, feed-forward) → head, with parameter
+    counts per block and FLOPs per token."""
+    from rich.console import Console
+
+    from tuneforge.recipes.inspect import describe
+
+    Console().print(describe(model, seq_len, vocab_size))
+
+
+@app.command()
+def pipeline(
+    config: Path = typer.Argument(..., help="Pipeline YAML with pretrain:, finetune: and (optional) evaluate: sections."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Pipeline folder (default runs/pipeline)."),
+    resume: bool = typer.Option(False, "--resume", help="Skip finished stages and resume the interrupted one."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing pipeline folder first."),
+    overrides: list[str] = typer.Option([], "--set", help="Override any key, e.g. --set pretrain.train.budget_minutes=5."),
+) -> None:
+    """Pretrain, then fine-tune from the pretrained model, then evaluate — one config, one command."""
+    from tuneforge.config import PipelineConfig, load_config
+    from tuneforge.recipes.pipeline import run_pipeline
+
+    cfg = load_config(config, PipelineConfig, overrides, {"output": output})
+    result = run_pipeline(cfg, resume=resume, overwrite=overwrite)
+    _print_pretrain(result["pretrain"])
+    _print_metrics("TuneForge pipeline — fine-tune", result["finetune"]["metrics"])
+    for name, ev in result["evaluate"].items():
+        _print_metrics(f"TuneForge pipeline — evaluate {name}", {name: ev["metrics"]})
+    typer.echo(f"pipeline: {result['output']}")
+
+
+@app.command()
 def quickstart(
     output: str = typer.Option("runs/quickstart", "--output", "-o", help="Run folder."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
@@ -170,9 +272,50 @@ def quickstart(
         typer.echo(f"predict: {text!r} → {result['label']}  ({probs})")
 
 
+@app.command()
+def serve(
+    model: str = typer.Option(..., "--model", help="Model folder: a fine-tuned runs/x/final, a `tuneforge export` folder (served with onnxruntime), an encoder folder or alias (embeddings only)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on. 0.0.0.0 exposes the server to the network: set --api-key then."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TUNEFORGE_API_KEY", show_envvar=True, help="Require 'Authorization: Bearer KEY' on /v1/* and /metrics (/, /health, /ready, /docs stay open)."),
+    max_batch_size: int = typer.Option(64, "--max-batch-size", help="Dynamic batching: most texts merged into one model call."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Dynamic batching: how long to wait for more requests after the first (0: merge only what is already queued)."),
+    no_batching: bool = typer.Option(False, "--no-batching", help="One model call per request (for comparison)."),
+    max_texts: int = typer.Option(64, "--max-texts", help="Most texts per request; more → 413."),
+    max_chars: int = typer.Option(2000, "--max-chars", help="Most characters per text; longer → 422."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (default: the usable cores minus one for the HTTP side, 1 to 3)."),
+    forward_batch_size: int = typer.Option(8, "--forward-batch-size", help="Texts per forward pass: a merged batch is sorted by length and run in sub-batches of this size (less padding)."),
+    log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error."),
+) -> None:
+    """Serve a model over HTTP: /v1/predict, /v1/embed, /v1/model, /health, /ready, /metrics, /docs and a web page at /."""
+    from tuneforge.recipes.serve import serve as run
+    from tuneforge.serve.app import ServeSettings
+
+    settings = ServeSettings(api_key=api_key or None, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                             batching=not no_batching, max_texts=max_texts, max_chars=max_chars)
+    run(model, host, port, settings, threads, log_level, forward_batch_size)
+
+
+MULTI_VALUE = {"--corpus", "--input"}  # `--corpus a.txt b.txt` as the docs write it, not only repeated flags
+
+
+def expand_multi_value(argv: list[str]) -> list[str]:
+    """`--corpus a b --x` → `--corpus a --corpus b --x` (click options take one value each)."""
+    out, flag = [], None
+    for arg in argv:
+        if arg.startswith("-"):
+            flag = arg if arg in MULTI_VALUE else None
+            out.append(arg)
+        elif flag and out[-1] != flag and not arg.endswith((".yaml", ".yml")):  # a YAML file is the CONFIG
+            out += [flag, arg]
+        else:
+            out.append(arg)
+    return out
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        app(args=expand_multi_value(sys.argv[1:]), standalone_mode=False)
     except UserError as exc:
         _err(str(exc))
         sys.exit(2)

@@ -69,3 +69,25 @@ def test_two_processes_match_one_process(runs):
     assert s_two["metrics"]["validation"]["accuracy"] == s_one["metrics"]["validation"]["accuracy"]
     assert s_two["metrics"]["test"]["accuracy"] == s_one["metrics"]["test"]["accuracy"]
     assert s_two["metrics"]["test"]["samples"] == 40
+
+
+def test_two_process_pretraining_with_a_budget(tmp_path):
+    """MLM on two ranks: one tokenizer and one cache built by rank 0, the same budget stop on both ranks, one log."""
+    from test_pretrain import write_corpus
+
+    write_corpus(tmp_path / "corpus.txt", 300)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "tuneforge",
+           "pretrain", "--corpus", "corpus.txt", "--preset", "tiny", "--output", "pt",
+           "--set", "tokenizer.vocab_size=150", "--set", "data.block_size=32", "--set", "train.batch_size=8",
+           "--set", "train.budget_minutes=0.05", "--set", "train.max_steps=400", "--set", "eval.every_steps=4",
+           "--set", "runtime.progress=false", "--set", "runtime.threads=1", "--set", "runtime.device=cpu"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, describe(proc)
+    summary = json.loads((tmp_path / "pt" / "summary.json").read_text())
+    assert summary["stop_reason"] in ("budget", "max_steps") and summary["steps"] > 0
+    assert proc.stdout.count("held-out perplexity") == 1  # printed by the main process only
+    steps = [s for s, _ in training_losses(tmp_path / "pt")]
+    assert steps == sorted(set(steps))  # no line written twice
+    from transformers import AutoModelForMaskedLM
+
+    assert AutoModelForMaskedLM.from_pretrained(tmp_path / "pt" / "final").config.hidden_size == 128

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from tuneforge.config.reference import render_markdown
 from tuneforge.config.loader import dotted_keys
-from tuneforge.config.schema import FinetuneConfig
+from tuneforge.config.schema import FinetuneConfig, PretrainConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 
@@ -15,8 +15,10 @@ def test_config_doc_is_in_sync_with_schema():
 
 def test_every_key_is_documented_with_help():
     text = render_markdown()
-    for key in dotted_keys(FinetuneConfig):
-        assert f"`{key}`" in text
-    for section in ("data", "model", "train", "eval", "runtime"):
-        sub = FinetuneConfig.model_fields[section].annotation
-        assert all(f.description for f in sub.model_fields.values()), section
+    for schema in (FinetuneConfig, PretrainConfig):
+        for key in dotted_keys(schema):
+            assert f"`{key}`" in text, key
+        for name, field in schema.model_fields.items():
+            sub = field.annotation
+            fields = sub.model_fields.values() if isinstance(sub, type) and hasattr(sub, "model_fields") else [field]
+            assert all(f.description for f in fields), name

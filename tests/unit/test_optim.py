@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuneforge.train.optim import build_optimizer, build_scheduler
+from tuneforge.train.optim import ProgressSchedule, build_optimizer
 
 
 class _Tiny(torch.nn.Module):
@@ -55,15 +55,15 @@ def test_weight_decay_applied_only_to_matrices():
     assert torch.allclose(model.norm.weight, torch.ones_like(model.norm.weight))
 
 
-def test_scheduler_linear_warmup_then_decay_to_zero():
+def test_schedule_linear_warmup_then_decay_to_zero():
     p = torch.nn.Parameter(torch.zeros(2))
     opt = torch.optim.AdamW([p], lr=1.0)
-    sched = build_scheduler(opt, warmup_steps=10, total_steps=100)
+    sched = ProgressSchedule(opt, warmup_ratio=0.1)
     lrs = []
-    for _ in range(100):
+    for k in range(100):
         lrs.append(sched.get_last_lr()[0])
         opt.step()
-        sched.step()
+        sched.step((k + 1) / 100)
     lrs.append(sched.get_last_lr()[0])
     assert lrs[0] == 0.0
     for k in range(11):
@@ -74,7 +74,16 @@ def test_scheduler_linear_warmup_then_decay_to_zero():
     assert lrs[100] == pytest.approx(0.0)
 
 
-def test_scheduler_with_zero_total_steps_does_not_crash():
-    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = build_scheduler(opt, 0, 0)
-    assert sched.get_last_lr()[0] == pytest.approx(1.0)
+def test_schedule_without_warmup_starts_at_peak_and_state_round_trips():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = ProgressSchedule(opt, 0.0)
+    assert sched.get_last_lr()[0] == pytest.approx(2.0)
+    sched.step(0.75)
+    assert sched.get_last_lr()[0] == pytest.approx(0.5)
+    state = sched.state_dict()
+    opt2 = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=123.0)
+    again = ProgressSchedule(opt2, 0.3)
+    again.load_state_dict(state)
+    assert again.get_last_lr()[0] == pytest.approx(0.5)  # the base lr and warm-up come from the checkpoint
+    sched.step(5.0)  # progress past the end is clamped: lr 0, never negative
+    assert sched.get_last_lr()[0] == 0.0

@@ -5,11 +5,14 @@ from tuneforge.config.schema import (
     EvalConfig,
     FinetuneConfig,
     ModelConfig,
+    PipelineConfig,
+    PretrainConfig,
     RuntimeConfig,
     TrainConfig,
 )
 
 __all__ = [
-    "DataConfig", "EvalConfig", "FinetuneConfig", "ModelConfig", "RuntimeConfig", "TrainConfig",
+    "DataConfig", "EvalConfig", "FinetuneConfig", "ModelConfig", "PipelineConfig", "PretrainConfig", "RuntimeConfig",
+    "TrainConfig",
     "apply_overrides", "load_config", "to_yaml",
 ]

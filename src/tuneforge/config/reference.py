@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tuneforge.config.schema import FinetuneConfig
+from tuneforge.config.schema import FinetuneConfig, PipelineConfig, PretrainConfig
 
-GROUPS = {"data": "What: the data", "model": "What: the model", "train": "How: optimisation",
-          "eval": "How: evaluation", "runtime": "Where: runtime (never changes results)"}
+GROUPS = {"data": "What: the data", "model": "What: the model", "tokenizer": "What: the tokenizer",
+          "mlm": "What: the masking", "train": "How: optimisation", "eval": "How: evaluation",
+          "runtime": "Where: runtime (never changes results)"}
 
 
 def _esc(text: str | None) -> str:
@@ -25,18 +26,44 @@ def _default(field) -> str:
     return f"`{value!r}`".replace("'", "")
 
 
-def render_markdown(schema: type[BaseModel] = FinetuneConfig) -> str:
+def _section(schema: type[BaseModel], prefix: str, level: str) -> list[str]:
+    lines = []
+    top = [(n, f) for n, f in schema.model_fields.items() if not _is_group(f)]
+    if top:
+        lines += ["", f"{level} Top level", "", "| key | default | meaning |", "|---|---|---|"]
+        lines += [f"| `{prefix}{n}` | {_default(f)} | {_esc(f.description)} |" for n, f in top]
+    for name, field in schema.model_fields.items():
+        if not _is_group(field):
+            continue
+        title = GROUPS.get(name, "")
+        lines += ["", f"{level} `{prefix}{name}`" + (f" — {title}" if title else ""), "",
+                  "| key | default | meaning |", "|---|---|---|"]
+        lines += [f"| `{prefix}{name}.{n}` | {_default(f)} | {_esc(f.description)} |"
+                  for n, f in field.annotation.model_fields.items()]
+    return lines
+
+
+def _is_group(field) -> bool:
+    return isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+
+
+def render_markdown() -> str:
     lines = ["# Config reference", "",
              "Generated from `tuneforge.config.schema` by `python -m tuneforge.config.reference`. "
              "Unknown keys are errors (with a suggestion). `auto` values are chosen from the model and data "
-             "size and written into the run's `config.yaml`. Override any key with `--set section.key=value`.", ""]
-    top = [(n, f) for n, f in schema.model_fields.items() if not (isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel))]
-    lines += ["## Top level", "", "| key | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{n}` | {_default(f)} | {_esc(f.description)} |" for n, f in top]
-    for name, title in GROUPS.items():
-        sub = schema.model_fields[name].annotation
-        lines += ["", f"## `{name}` — {title}", "", "| key | default | meaning |", "|---|---|---|"]
-        lines += [f"| `{name}.{n}` | {_default(f)} | {_esc(f.description)} |" for n, f in sub.model_fields.items()]
+             "size and written into the run's `config.yaml`. Override any key with `--set section.key=value`.", "",
+             "- [Fine-tuning](#fine-tuning-tuneforge-finetune) — `tuneforge finetune`",
+             "- [Pretraining](#pretraining-tuneforge-pretrain) — `tuneforge pretrain`",
+             "- [Pipeline](#pipeline-tuneforge-pipeline) — `tuneforge pipeline`: `pretrain:` and `finetune:` "
+             "hold the two configs above, with keys prefixed by the section (`--set pretrain.train.max_steps=100`)."]
+    lines += ["", "## Fine-tuning (`tuneforge finetune`)"] + _section(FinetuneConfig, "", "###")
+    lines += ["", "## Pretraining (`tuneforge pretrain`)"] + _section(PretrainConfig, "", "###")
+    pipeline_top = [(n, f) for n, f in PipelineConfig.model_fields.items() if not _is_group(f)]
+    lines += ["", "## Pipeline (`tuneforge pipeline`)", "", "| key | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{n}` | {_default(f)} | {_esc(f.description)} |" for n, f in pipeline_top]
+    lines += ["| `pretrain.*` | — | A pretraining config (its `output` is set to `<output>/pretrain`). |",
+              "| `finetune.*` | — | A fine-tuning config (its `output` is `<output>/finetune` and `model.name` "
+              "is the pretrained `final/`). |"]
     return "\n".join(lines) + "\n"
 
 

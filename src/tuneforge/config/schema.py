@@ -77,3 +77,78 @@ class FinetuneConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+
+# --- Pretraining (masked-LM). Same groups: what (data, tokenizer, model, mlm), how (train, eval), where (runtime).
+
+class CorpusConfig(_Strict):
+    corpus: list[str] = Field(default_factory=list, description="Unlabelled text: .txt (one text per line), JSONL/CSV/Parquet or `datasets` folders; globs allowed.")
+    text_column: str = Field("text", description="Column holding the text in JSONL/CSV/Parquet/`datasets` sources.")
+    normalize: bool = Field(True, description="Unicode NFKC, control characters removed, whitespace collapsed.")
+    dedup: bool = Field(True, description="Drop exact duplicate lines (after cleaning).")
+    min_chars: int = Field(10, ge=1, description="Drop texts shorter than this many characters (after cleaning).")
+    max_chars: int | None = Field(None, gt=0, description="Drop texts longer than this many characters (null = no limit).")
+    block_size: int = Field(128, ge=16, le=8192, description="Tokens per packed training block ([CLS] + text; texts joined by [SEP]).")
+    validation_fraction: float = Field(0.02, gt=0, lt=0.5, description="Share of blocks held out for MLM loss / perplexity.")
+    max_validation_blocks: int = Field(500, ge=1, description="Upper bound on held-out blocks (keeps evaluation quick).")
+    cache_dir: str | None = Field(None, description="Tokenized-corpus cache, keyed by content hash. Default: $TUNEFORGE_CACHE or ~/.cache/tuneforge.")
+
+
+class TokenizerConfig(_Strict):
+    path: str | None = Field(None, description="Tokenizer folder to use. Default: the model's own (continued) or one trained on the corpus (from scratch).")
+    type: Literal["wordpiece", "bpe", "unigram"] = Field("wordpiece", description="Tokenizer family to train: wordpiece (BERT), bpe (byte-level, RoBERTa), unigram (SentencePiece, ALBERT).")
+    vocab_size: int = Field(8000, ge=100, le=1_000_000, description="Vocabulary size of a trained tokenizer.")
+    lowercase: bool = Field(True, description="Lowercase text in the tokenizer's normaliser.")
+    strip_accents: bool | None = Field(None, description="Strip accents (é → e). Auto: same as `lowercase`, as BERT does.")
+    min_frequency: int = Field(2, ge=1, description="Minimum count for a merge / piece to enter the vocabulary.")
+
+
+class PretrainModelConfig(_Strict):
+    name: str | None = Field(None, description="Continue pretraining this encoder: alias (minilm-l6), local folder or hub id.")
+    preset: Literal["tiny", "mini", "small", "medium", "base"] | None = Field(
+        None, description="Pretrain from scratch with a size preset (see `tuneforge inspect PRESET`).")
+    max_position: int = Field(512, ge=16, description="Position embeddings of a from-scratch model.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Hidden and attention dropout of a from-scratch model (short budgets learn faster with 0).")
+
+
+class MlmConfig(_Strict):
+    mask_rate: float = Field(0.15, gt=0, lt=1, description="Share of tokens selected for prediction (80% [MASK], 10% random, 10% kept).")
+    whole_word: bool = Field(False, description="Mask whole words (Chinese: words found by jieba) instead of single tokens.")
+
+
+class PretrainTrainConfig(_Strict):
+    epochs: float | None = Field(None, gt=0, description="Passes over the corpus. Auto: 1 when no other stop is given, else unlimited.")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps.")
+    max_tokens: int | None = Field(None, gt=0, description="Stop after this many training tokens.")
+    budget_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; the learning-rate schedule decays to 0 at whichever stop comes first.")
+    batch_size: int | None = Field(None, gt=0, description="Global batch in blocks. Auto: 32.")
+    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    learning_rate: float | None = Field(None, gt=0, description="Peak learning rate. Auto: 5e-4 from scratch (hidden ≤ 512), 1e-4 larger or continued.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and LayerNorm).")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of training (by the binding stop rule) with linear warm-up.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (null = off).")
+    seed: int = Field(42, description="Seed for init, masking and block order.")
+
+
+class PretrainEvalConfig(_Strict):
+    every_steps: int | None = Field(None, gt=0, description="Held-out MLM evaluation (and checkpoint) every N steps. Auto: ~10 per run, at most every 100 steps.")
+    batch_size: int = Field(64, gt=0, description="Blocks per evaluation batch.")
+
+
+class PretrainConfig(_Strict):
+    objective: Literal["mlm"] = Field("mlm", description="Pretraining objective.")
+    output: str = Field("runs/pretrain", description="Run folder: config.yaml, metrics.jsonl, checkpoints/, final/, report/.")
+    data: CorpusConfig = Field(default_factory=CorpusConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: PretrainModelConfig = Field(default_factory=PretrainModelConfig)
+    mlm: MlmConfig = Field(default_factory=MlmConfig)
+    train: PretrainTrainConfig = Field(default_factory=PretrainTrainConfig)
+    eval: PretrainEvalConfig = Field(default_factory=PretrainEvalConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+
+class PipelineConfig(_Strict):
+    output: str = Field("runs/pipeline", description="Pipeline folder; stages write to pretrain/, finetune/ and evaluate/ inside it.")
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    evaluate: list[str] = Field(default_factory=list, description="Extra labelled files to evaluate the fine-tuned model on.")

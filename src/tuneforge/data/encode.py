@@ -65,3 +65,23 @@ def collate(data: Encoded, index: np.ndarray, pad_id: int) -> dict[str, torch.Te
     if data.labels is not None:
         batch["labels"] = torch.from_numpy(data.labels[index])
     return batch
+
+
+class LengthGroupedBatches:
+    """Training data for the loop (classification): length-grouped batches of an `Encoded`, padded per batch."""
+
+    def __init__(self, data: Encoded, pad_id: int):
+        self.data, self.pad_id = data, pad_id
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.data.lengths
+
+    def batches(self, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+        return length_grouped_batches(self.lengths, batch_size, seed, epoch)
+
+    def collate(self, index: np.ndarray, epoch: int) -> dict[str, torch.Tensor]:
+        return collate(self.data, index, self.pad_id)

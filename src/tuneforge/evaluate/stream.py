@@ -1,9 +1,8 @@
 """Streaming evaluation: sorted batches, counts accumulated per process and summed across processes."""
 from __future__ import annotations
 
-from typing import Callable
-
 from contextlib import nullcontext
+from typing import Callable
 
 import torch
 

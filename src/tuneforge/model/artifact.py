@@ -27,7 +27,7 @@ def package_versions() -> dict[str, str]:
 
 def git_sha() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent,
                               check=True).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -27,7 +27,7 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     quiet_transformers()
-    path = resolve_model(name)
+    path = resolve_model(name, tokenizer_only=True)
     try:
         return AutoTokenizer.from_pretrained(path)
     except OSError as exc:

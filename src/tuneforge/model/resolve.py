@@ -13,8 +13,13 @@ ALIASES: dict[str, tuple[str, str]] = {
 }
 
 
-def resolve_model(name: str) -> str:
-    """A local folder path for aliases and folders; the hub id unchanged when the user named one."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
+def resolve_model(name: str, tokenizer_only: bool = False) -> str:
+    """A local folder path for aliases and folders; the hub id unchanged when the user named one.
+
+    With `tokenizer_only`, a folder holding just a tokenizer (`tuneforge tokenizer train`) is fine too."""
     if name in ALIASES:
         package, folder = ALIASES[name]
         try:
@@ -25,6 +30,8 @@ def resolve_model(name: str) -> str:
         return str(path)
     p = Path(name).expanduser()
     if p.is_dir():
+        if tokenizer_only and any((p / f).is_file() for f in TOKENIZER_FILES):
+            return str(p)
         if not (p / "config.json").is_file():
             raise UserError(f"{p}: not a Hugging Face model folder (no config.json). "
                             "Point --model at a folder written by save_pretrained, e.g. runs/x/final.")

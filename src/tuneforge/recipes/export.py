@@ -17,8 +17,20 @@ from tuneforge.data.labels import LabelSpace
 from tuneforge.data.sources import read_texts
 from tuneforge.data.splits import load_labelled
 from tuneforge.errors import UserError, closest
-from tuneforge.export.onnx import DEFAULT_OPSET, MIN_OPSET, export_module, export_onnx, graph_output, torch_forward
-from tuneforge.export.parity import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_TOLERANCE, measure, violations
+from tuneforge.export.onnx import (
+    DEFAULT_OPSET,
+    MIN_OPSET,
+    export_module,
+    export_onnx,
+    graph_output,
+    torch_forward,
+)
+from tuneforge.export.parity import (
+    DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_TOLERANCE,
+    measure,
+    violations,
+)
 from tuneforge.export.quantize import quantize_int8
 from tuneforge.model.artifact import MANIFEST, read_manifest, replace_dir
 from tuneforge.model.build import load_for_inference

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import sys
 from pathlib import Path
 
 import torch
@@ -12,42 +10,22 @@ from accelerate.utils import set_seed
 
 from tuneforge.config import FinetuneConfig, to_yaml
 from tuneforge.data.coverage import measure_coverage
-from tuneforge.data.encode import encode_texts
+from tuneforge.data.encode import LengthGroupedBatches, encode_texts
 from tuneforge.data.labels import LabelSpace
 from tuneforge.data.sources import file_sha256
 from tuneforge.data.splits import load_splits, split_record
-from tuneforge.errors import UserError
 from tuneforge.evaluate.report import write_report
 from tuneforge.evaluate.stream import evaluate_classifier
 from tuneforge.model.artifact import atomic_write_text, save_model_folder
 from tuneforge.model.build import load_classifier, load_tokenizer
 from tuneforge.model.vocab import extend_vocabulary
-from tuneforge.train.checkpoint import latest_checkpoint, load_checkpoint
+from tuneforge.recipes.run_dir import prepare_run_dir, resume_state, say
 from tuneforge.train.defaults import resolve_auto, total_steps
 from tuneforge.train.loop import LoopConfig, LoopState, fit
 from tuneforge.train.objectives import balanced_class_weights, make_objective
-from tuneforge.train.optim import build_optimizer, build_scheduler
+from tuneforge.train.optim import ProgressSchedule, build_optimizer
 from tuneforge.train.progress import MetricsLog
 from tuneforge.train.runtime import make_accelerator, world_size
-
-
-def _say(accelerator, msg: str) -> None:
-    if accelerator.is_main_process:
-        print(msg, file=sys.stderr, flush=True)
-
-
-def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    if overwrite and run_dir.exists():
-        if any(run_dir.iterdir()) and not any((run_dir / n).exists() for n in ("config.yaml", "checkpoints", "final")):
-            raise UserError(f"{run_dir}: --overwrite only replaces TuneForge run folders, and this one is not "
-                            "(no config.yaml, checkpoints/ or final/). Choose another --output.")
-        shutil.rmtree(run_dir)
-    busy = (run_dir / "final").exists() or (run_dir / "checkpoints").exists()
-    if busy and not resume:
-        raise UserError(f"{run_dir}: already holds a run. Pass --resume to continue it, --overwrite to replace it, "
-                        "or choose another --output.")
-    if resume and not latest_checkpoint(run_dir) and (run_dir / "final").exists():
-        raise UserError(f"{run_dir}: the run already finished (final/ exists); nothing to resume.")
 
 
 def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> dict:
@@ -55,7 +33,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     accelerator = make_accelerator(cfg.runtime)
     run_dir = Path(cfg.output)
     if accelerator.is_main_process:
-        _prepare_run_dir(run_dir, resume, overwrite)
+        prepare_run_dir(run_dir, resume, overwrite)
         run_dir.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
 
@@ -64,7 +42,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     n_train = len(splits["train"].texts)
     cfg, why = resolve_auto(cfg, n_train, model.config.hidden_size, bool(added), world_size())
     for key, reason in why.items():
-        _say(accelerator, f"auto: {key} = {reason}")
+        say(accelerator, f"auto: {key} = {reason}")
     encoded = {name: encode_texts(tokenizer, s.texts, cfg.data.max_length, targets[name]) for name, s in splits.items()}
     if accelerator.is_main_process:
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
@@ -72,7 +50,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
 
     steps = total_steps(cfg, n_train)
     optimizer = build_optimizer(model, cfg.train.learning_rate, cfg.train.weight_decay)
-    scheduler = build_scheduler(optimizer, int(cfg.train.warmup_ratio * steps), steps)
+    scheduler = ProgressSchedule(optimizer, cfg.train.warmup_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     weights = balanced_class_weights(labels.class_counts(targets["train"]), cfg.train.class_weights)
@@ -85,10 +63,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
                                    rank=accelerator.process_index, world=accelerator.num_processes,
                                    reduce=lambda t: accelerator.reduce(t, "sum"), autocast=accelerator.autocast)
 
-    state = _resume_state(accelerator, run_dir) if resume else LoopState()
+    state = resume_state(accelerator, run_dir) if resume else LoopState()
     MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process).truncate_after(state.step)
-    state = fit(accelerator, model, optimizer, scheduler, encoded["train"], objective, evaluate,
-                _loop_config(cfg, run_dir, steps, pad_id), state)
+    state = fit(accelerator, model, optimizer, scheduler, LengthGroupedBatches(encoded["train"], pad_id), objective,
+                evaluate, _loop_config(cfg, run_dir, steps), state)
 
     # Final evaluation on the best weights, then the self-describing model folder and the report.
     results = {name: evaluate(model, name) for name in ("validation", "test") if name in encoded}
@@ -121,34 +99,24 @@ def _build_model(cfg: FinetuneConfig, splits, labels: LabelSpace, accelerator):
     coverage = measure_coverage(tokenizer, splits["train"].texts)
     warning = coverage.warning(cfg.model.name, cfg.model.unk_threshold)
     if warning:
-        _say(accelerator, f"warning: {warning}")
+        say(accelerator, f"warning: {warning}")
     set_seed(cfg.train.seed)  # the fresh head's init is part of the science
     model = load_classifier(cfg.model.name, labels)
     extend = cfg.model.extend_vocab == "always" or (cfg.model.extend_vocab == "auto" and warning is not None)
     added = extend_vocabulary(tokenizer, model, coverage.missing, cfg.model.max_new_tokens) if extend else []
     if added:
         after = measure_coverage(tokenizer, splits["train"].texts)
-        _say(accelerator, f"vocabulary: added {len(added)} tokens; [UNK] rate {coverage.unk_rate:.1%} → {after.unk_rate:.1%}")
+        say(accelerator, f"vocabulary: added {len(added)} tokens; [UNK] rate {coverage.unk_rate:.1%} → {after.unk_rate:.1%}")
     return tokenizer, model, coverage, warning, added
 
 
-def _resume_state(accelerator, run_dir: Path) -> LoopState:
-    ckpt = latest_checkpoint(run_dir)
-    if not ckpt:
-        _say(accelerator, f"no complete checkpoint in {run_dir}; starting from the beginning")
-        return LoopState()
-    state = LoopState(**load_checkpoint(accelerator, ckpt))
-    _say(accelerator, f"resuming from {ckpt} (step {state.step})")
-    return state
-
-
-def _loop_config(cfg: FinetuneConfig, run_dir: Path, steps: int, pad_id: int) -> LoopConfig:
+def _loop_config(cfg: FinetuneConfig, run_dir: Path, steps: int) -> LoopConfig:
     t = cfg.train
     return LoopConfig(run_dir=run_dir, total_steps=steps, batch_size=t.batch_size, grad_accum=t.grad_accum_steps,
                       max_grad_norm=t.max_grad_norm, eval_every=cfg.eval.every_steps, metric=cfg.eval.metric,
                       patience=t.early_stopping_patience, keep_checkpoints=cfg.runtime.keep_checkpoints,
                       budget_seconds=t.budget_minutes * 60 if t.budget_minutes else None,
-                      log_every=cfg.runtime.log_every_steps, seed=t.seed, pad_id=pad_id, progress=cfg.runtime.progress)
+                      log_every=cfg.runtime.log_every_steps, seed=t.seed, progress=cfg.runtime.progress)
 
 
 def _write_outputs(model, tokenizer, cfg: FinetuneConfig, splits, labels: LabelSpace, summary: dict,

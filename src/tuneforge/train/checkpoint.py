@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -38,6 +39,8 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, state: dict, keep: in
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
+    # Tied MLM decoder/embedding weights are saved once; Accelerate warns about that on every save.
+    logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
     accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

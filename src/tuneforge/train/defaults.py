@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from tuneforge.config import FinetuneConfig
+from tuneforge.config.schema import PretrainConfig
 
 TARGET_STEPS = 600  # optimizer steps small data sets get (early stopping usually ends sooner)
 MIN_EPOCHS = 3  # what a careful expert uses on GLUE-size data: 1 epoch of SST-2 gave 88.6 dev, 3 epochs more
@@ -61,3 +62,42 @@ def total_steps(cfg: FinetuneConfig, n_train: int) -> int:
     steps_per_epoch = max(1, n_train // cfg.train.batch_size)
     steps = math.ceil(cfg.train.epochs * steps_per_epoch)
     return min(steps, cfg.train.max_steps) if cfg.train.max_steps else steps
+
+
+PRETRAIN_BATCH = 32  # blocks: 4k tokens at block 128; many small steps beat few big ones on a short budget
+PRETRAIN_EVALS = 10  # held-out evaluations per run when the length is known
+PRETRAIN_EVAL_MAX_GAP = 100  # ...and at least this often (a budget-only run has no known length)
+
+
+def resolve_pretrain_auto(cfg: PretrainConfig, n_blocks: int, hidden_size: int, from_scratch: bool,
+                          world_size: int = 1) -> tuple[PretrainConfig, dict[str, str]]:
+    """Fill the pretraining `None`s; return the new config and why each was chosen."""
+    cfg = cfg.model_copy(deep=True)
+    t, why = cfg.train, {}
+    if t.batch_size is None:
+        t.batch_size = min(PRETRAIN_BATCH, max(1, n_blocks))
+        why["train.batch_size"] = f"{t.batch_size} blocks of {cfg.data.block_size} tokens"
+    unit = world_size * t.grad_accum_steps
+    if t.batch_size % unit:
+        t.batch_size = math.ceil(t.batch_size / unit) * unit
+        why["train.batch_size"] = f"{t.batch_size}: rounded to a multiple of processes × accumulation"
+    if t.epochs is None and not (t.max_steps or t.max_tokens or t.budget_minutes):
+        t.epochs = 1.0
+        why["train.epochs"] = "1: no max_steps, max_tokens or budget_minutes given"
+    if t.learning_rate is None:
+        t.learning_rate = 5e-4 if from_scratch and hidden_size <= 512 else 1e-4
+        why["train.learning_rate"] = f"{t.learning_rate:g} ({'from scratch' if from_scratch else 'continued'}, hidden {hidden_size})"
+    steps = pretrain_total_steps(cfg, n_blocks)
+    if cfg.eval.every_steps is None:
+        cfg.eval.every_steps = max(1, min(PRETRAIN_EVAL_MAX_GAP, math.ceil(steps / PRETRAIN_EVALS))) if steps else PRETRAIN_EVAL_MAX_GAP
+        why["eval.every_steps"] = f"{cfg.eval.every_steps}"
+    return cfg, why
+
+
+def pretrain_total_steps(cfg: PretrainConfig, n_blocks: int) -> int | None:
+    """Step bound from epochs and max_steps (None when only tokens or time bound the run)."""
+    t = cfg.train
+    bounds = [t.max_steps] if t.max_steps else []
+    if t.epochs:
+        bounds.append(max(1, math.ceil(t.epochs * max(1, n_blocks // t.batch_size))))
+    return min(bounds) if bounds else None

@@ -1,7 +1,8 @@
 """The one training loop, for every objective, on Accelerate (DDP/FSDP/DeepSpeed come from the launcher).
 
-The loop takes injected callables: `objective(model, batch) -> (loss, logits)` and
-`evaluate(model) -> metrics`. Checkpoints hold the full state, so a resumed run ends with the same weights.
+The loop takes injected pieces: `data` (`lengths`, `batches(batch_size, seed, epoch)`, `collate(index, epoch)`),
+`objective(model, batch) -> (loss, logits)` and `evaluate(model) -> metrics`. Checkpoints hold the full state,
+so a resumed run ends with the same weights.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from tuneforge.data.encode import Encoded, collate, length_grouped_batches
 from tuneforge.errors import UserError
 from tuneforge.train.checkpoint import load_best, save_best, save_checkpoint
 from tuneforge.train.progress import MetricsLog, make_progress
@@ -23,7 +23,7 @@ from tuneforge.train.progress import MetricsLog, make_progress
 @dataclass
 class LoopConfig:
     run_dir: Path
-    total_steps: int
+    total_steps: int | None  # None: bounded by max_tokens or the budget instead
     batch_size: int  # global
     grad_accum: int = 1
     max_grad_norm: float | None = 1.0
@@ -31,11 +31,13 @@ class LoopConfig:
     metric: str = "accuracy"
     patience: int = 0  # evaluations without improvement before stopping; 0 = never
     budget_seconds: float | None = None
+    max_tokens: int | None = None
     keep_checkpoints: int = 2
     log_every: int = 10
     seed: int = 42
-    pad_id: int = 0
     progress: bool = True
+    flops_per_token: float | None = None  # training FLOPs per token, for the MFU column
+    peak_flops: float | None = None  # the machine's measured matmul peak (FLOP/s)
 
 
 @dataclass
@@ -66,11 +68,11 @@ def _micro_batches(index: np.ndarray, rank: int, world: int, accum: int) -> list
     return [mine[k::accum] for k in range(accum) if len(mine[k::accum])]
 
 
-def _train_step(accelerator, model, optimizer, scheduler, objective, data: Encoded, index, cfg: LoopConfig) -> torch.Tensor:
+def _train_step(accelerator, model, optimizer, objective, data, index, epoch: int, cfg: LoopConfig) -> torch.Tensor:
     parts = _micro_batches(index, accelerator.process_index, accelerator.num_processes, cfg.grad_accum)
     total = torch.zeros((), device=accelerator.device)
     for k, part in enumerate(parts):
-        batch = {key: v.to(accelerator.device) for key, v in collate(data, part, cfg.pad_id).items()}
+        batch = {key: v.to(accelerator.device) for key, v in data.collate(part, epoch).items()}
         # Scale so the gradient equals the global-batch mean (DDP averages over ranks).
         scale = len(part) * accelerator.num_processes / len(index)
         sync = k == len(parts) - 1
@@ -82,56 +84,52 @@ def _train_step(accelerator, model, optimizer, scheduler, objective, data: Encod
     if cfg.max_grad_norm:
         accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     optimizer.step()
-    scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return total
 
 
-def fit(accelerator, model, optimizer, scheduler, data: Encoded, objective: Callable,
+def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
         evaluate: Callable[[torch.nn.Module], dict], cfg: LoopConfig, state: LoopState | None = None) -> LoopState:
-    """Train until total steps, early stopping or the time budget; then load the best weights."""
+    """Train until max steps/tokens, early stopping or the time budget; then load the best weights."""
     state = state or LoopState()
     log = MetricsLog(cfg.run_dir / "metrics.jsonl", accelerator.is_main_process)
     lengths = data.lengths
     min_batch = accelerator.num_processes * cfg.grad_accum
-    start, window_t, window_samples = time.time() - state.train_seconds, time.time(), 0
-    window_loss = [torch.tensor(x, device=accelerator.device) for x in state.pending_losses]
+    start = time.time() - state.train_seconds
+    window = {"t": time.time(), "samples": 0, "tokens": 0,
+              "loss": [torch.tensor(x, device=accelerator.device) for x in state.pending_losses]}
     model.train()
     progress = make_progress(cfg.progress and accelerator.is_main_process)
     with progress:
         task = progress.add_task("train", total=cfg.total_steps, completed=state.step, info="")
         while state.stop_reason is None:
-            batches = [b for b in length_grouped_batches(lengths, cfg.batch_size, cfg.seed, state.epoch)
+            batches = [b for b in data.batches(cfg.batch_size, cfg.seed, state.epoch)
                        if len(b) == cfg.batch_size or (len(lengths) < cfg.batch_size and len(b) >= min_batch)]
             if not batches:
                 raise UserError(f"{len(lengths)} training rows cannot fill one batch across {min_batch} "
                                 "processes × accumulation steps; add rows or use fewer processes.")
             for index in batches[state.batch_in_epoch:]:
-                loss = _train_step(accelerator, model, optimizer, scheduler, objective, data, index, cfg)
+                loss = _train_step(accelerator, model, optimizer, objective, data, index, state.epoch, cfg)
+                tokens = int(lengths[index].sum())
                 state.step += 1
                 state.batch_in_epoch += 1
                 state.samples += len(index)
-                state.tokens += int(lengths[index].sum())
-                window_samples += len(index)
-                window_loss.append(loss)
+                state.tokens += tokens
+                window["samples"] += len(index)
+                window["tokens"] += tokens
+                window["loss"].append(loss)
+                _update_clock(accelerator, state, start, cfg)
+                scheduler.step(_progress(state, cfg))
                 if state.step % cfg.log_every == 0 or state.step == cfg.total_steps:
-                    mean_loss = accelerator.reduce(torch.stack(window_loss).mean(), "mean").item()
-                    sps = window_samples / max(1e-9, time.time() - window_t)
-                    log.write({"step": state.step, "epoch": round(state.epoch + state.batch_in_epoch / len(batches), 3),
-                               "loss": round(mean_loss, 5), "lr": scheduler.get_last_lr()[0], "samples_per_s": round(sps, 2)})
-                    progress.update(task, info=f"loss {mean_loss:.4f} · {sps:.0f} samples/s")
-                    window_t, window_samples, window_loss = time.time(), 0, []
+                    _log_train(accelerator, log, progress, task, state, window, len(batches), scheduler, cfg)
                 progress.update(task, completed=state.step)
-                state.train_seconds = time.time() - start
-                if cfg.budget_seconds and accelerator.num_processes > 1:
-                    # Every rank must take the same stop decision, or their collectives fall out of step.
-                    elapsed = torch.tensor(state.train_seconds, device=accelerator.device)
-                    state.train_seconds = accelerator.reduce(elapsed, "max").item()
                 state.stop_reason = _stop_reason(state, cfg)
                 if state.step % cfg.eval_every == 0 or state.stop_reason:
-                    state.pending_losses = accelerator.reduce(torch.stack(window_loss), "mean").tolist() if window_loss else []
+                    state.pending_losses = accelerator.reduce(torch.stack(window["loss"]), "mean").tolist() if window["loss"] else []
+                    paused = time.time()
                     _evaluate_and_checkpoint(accelerator, model, evaluate, cfg, state, log)
-                    start = time.time() - state.train_seconds  # evaluation time is not training time
+                    window["t"] += time.time() - paused  # evaluation time is not training time...
+                    start = time.time() - state.train_seconds  # ...for the throughput nor the budget
                 if state.stop_reason:
                     break
             else:
@@ -142,9 +140,48 @@ def fit(accelerator, model, optimizer, scheduler, data: Encoded, objective: Call
     return state
 
 
+def _update_clock(accelerator, state: LoopState, start: float, cfg: LoopConfig) -> None:
+    state.train_seconds = time.time() - start
+    if cfg.budget_seconds and accelerator.num_processes > 1:
+        # Every rank must take the same stop decision and learning rate, or they fall out of step.
+        elapsed = torch.tensor(state.train_seconds, device=accelerator.device)
+        state.train_seconds = accelerator.reduce(elapsed, "max").item()
+
+
+def _progress(state: LoopState, cfg: LoopConfig) -> float:
+    """Fraction of training done by the binding stop rule (drives the learning-rate schedule)."""
+    parts = [0.0]
+    if cfg.total_steps:
+        parts.append(state.step / cfg.total_steps)
+    if cfg.max_tokens:
+        parts.append(state.tokens / cfg.max_tokens)
+    if cfg.budget_seconds:
+        parts.append(state.train_seconds / cfg.budget_seconds)
+    return max(parts)
+
+
+def _log_train(accelerator, log: MetricsLog, progress, task, state: LoopState, window: dict, n_batches: int,
+               scheduler, cfg: LoopConfig) -> None:
+    mean_loss = accelerator.reduce(torch.stack(window["loss"]).mean(), "mean").item()
+    seconds = max(1e-9, time.time() - window["t"])
+    sps, tps = window["samples"] / seconds, window["tokens"] / seconds
+    record = {"step": state.step, "epoch": round(state.epoch + state.batch_in_epoch / n_batches, 3),
+              "loss": round(mean_loss, 5), "lr": scheduler.get_last_lr()[0], "samples_per_s": round(sps, 2),
+              "tokens_per_s": round(tps, 1), "tokens": state.tokens}
+    info = f"loss {mean_loss:.4f} · {sps:.0f} samples/s"
+    if cfg.flops_per_token and cfg.peak_flops:
+        record["mfu"] = round(tps * cfg.flops_per_token / (cfg.peak_flops * accelerator.num_processes), 4)
+        info = f"loss {mean_loss:.4f} · {tps:.0f} tok/s · MFU {record['mfu']:.0%}"
+    log.write(record)
+    progress.update(task, info=info)
+    window.update(t=time.time(), samples=0, tokens=0, loss=[])
+
+
 def _stop_reason(state: LoopState, cfg: LoopConfig) -> str | None:
-    if state.step >= cfg.total_steps:
+    if cfg.total_steps and state.step >= cfg.total_steps:
         return "max_steps"
+    if cfg.max_tokens and state.tokens >= cfg.max_tokens:
+        return "max_tokens"
     if cfg.budget_seconds and state.train_seconds >= cfg.budget_seconds:
         return "budget"
     return None

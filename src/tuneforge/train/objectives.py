@@ -25,7 +25,13 @@ def classification_step(model, batch: dict, multi_label: bool, weights: torch.Te
     return classification_loss(out.logits, batch["labels"], multi_label, w), out.logits
 
 
-OBJECTIVES = {"classification": classification_step}
+def mlm_step(model, batch: dict):
+    """Masked-LM on a `SparseMLM`-wrapped model: mean cross-entropy over the masked tokens."""
+    loss, logits, _ = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    return loss, logits
+
+
+OBJECTIVES = {"classification": classification_step, "mlm": mlm_step}
 
 
 def make_objective(name: str, **kwargs):

@@ -1,4 +1,4 @@
-"""AdamW with decay / no-decay parameter groups, and linear warm-up then linear decay."""
+"""AdamW with decay / no-decay parameter groups, and a warm-up/decay schedule driven by training progress."""
 from __future__ import annotations
 
 import torch
@@ -15,7 +15,41 @@ def build_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=lr, foreach=True)
 
 
-def build_scheduler(optimizer, warmup_steps: int, total_steps: int):
-    from transformers import get_linear_schedule_with_warmup
+class ProgressSchedule:
+    """Linear warm-up for `warmup_ratio` of training, then linear decay to 0 at the end of training.
 
-    return get_linear_schedule_with_warmup(optimizer, warmup_steps, max(total_steps, 1))
+    "Progress" is the fraction of the binding stop rule used so far: max(step / max steps, tokens / max tokens,
+    seconds / budget). So a run stopped by its wall-clock budget still ends at learning rate 0 (cramming's
+    budget schedule), and a step-limited run gets the usual linear schedule. The loop calls `step(progress)`
+    after every optimizer step.
+    """
+
+    def __init__(self, optimizer, warmup_ratio: float):
+        self.optimizer, self.warmup = optimizer, warmup_ratio
+        self.base = [g["lr"] for g in optimizer.param_groups]
+        self.progress = 0.0
+        self._apply()
+
+    def factor(self) -> float:
+        p = self.progress
+        if p < self.warmup:
+            return p / self.warmup
+        return max(0.0, (1.0 - p) / (1.0 - self.warmup))
+
+    def _apply(self) -> None:
+        for group, base in zip(self.optimizer.param_groups, self.base):
+            group["lr"] = base * self.factor()
+
+    def step(self, progress: float) -> None:
+        self.progress = min(1.0, max(0.0, progress))
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"progress": self.progress, "base": self.base, "warmup": self.warmup}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.progress, self.base, self.warmup = state["progress"], state["base"], state["warmup"]
+        self._apply()

@@ -26,3 +26,39 @@ def make_accelerator(rt: RuntimeConfig):
         local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
         torch.set_num_threads(rt.threads or max(1, (os.cpu_count() or 1) // local))
     return Accelerator(cpu=cpu, mixed_precision="no" if precision == "fp32" else precision)
+
+
+def measure_matmul_peak(device=None, dtype: torch.dtype | None = None, size: int = 1024, trials: int = 3,
+                        seconds: float = 0.25) -> float:
+    """Achieved FLOP/s of a square matmul on this device with the current threads: the MFU denominator.
+
+    Measured, not looked up, because a shared 2-core VM and a datacentre GPU differ by 10,000×. `dtype` is
+    the compute dtype (bf16 under bf16 mixed precision). The best of a few short trials, so a neighbour's
+    burst of work does not inflate the MFU.
+    """
+    import time
+
+    device = torch.device(device or "cpu")
+    dtype = dtype or torch.float32
+    if device.type == "cuda":
+        size = max(size, 8192)
+    gen = torch.Generator(device=device).manual_seed(0)  # never touch the global RNG: resume must be exact
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=gen)
+    b = torch.randn(size, size, device=device, dtype=dtype, generator=gen)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(2):
+        a @ b  # warm-up
+    sync()
+    best = 0.0
+    for _ in range(trials):
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or runs < 2:
+            a @ b
+            runs += 1
+        sync()
+        best = max(best, 2 * size**3 * runs / (time.perf_counter() - start))
+    return best
+
+
+def compute_dtype(accelerator) -> torch.dtype:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(accelerator.mixed_precision), torch.float32)

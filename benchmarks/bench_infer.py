@@ -1,0 +1,267 @@
+"""Inference speed: TuneForge's predictor vs `transformers.pipeline("text-classification")` on one model folder.
+
+Usage:  python benchmarks/bench_infer.py [--model runs/bench-sst2-full/run/final] [--rows 872] [--rounds 3]
+        [--threads N] [--out benchmarks/results/bench_infer.json]
+Quick:  python benchmarks/bench_infer.py --rows 300 --rounds 2
+
+Variants, all on the same fine-tuned folder: TuneForge PyTorch eager (`tuneforge.load(final)`), and ONNX Runtime
+fp32 and int8 (`tuneforge export`, then `tuneforge.load(export)`), each against the same pipeline numbers.
+- Batch 1: `predict([text])` / `pipe(text)` per SST-2 dev sentence (tokenization included), all four backends
+  interleaved per sentence (order rotated) so machine noise hits them alike; p50/p95 after a warm-up.
+- Batch 32: each tool's bulk call over all rows (`pipe(texts, batch_size=32)`, `load(..., batch_size=32)
+  .predict(texts)`; TuneForge sorts by length inside the call, the pipeline keeps input order), and the same
+  fixed chunks of 32 rows in input order for both; rounds interleaved, median sentences/s.
+- Agreement: predicted labels of each TuneForge variant vs the pipeline's, plus accuracy vs the dev labels.
+torch uses --threads (default: the cores) for both TuneForge and the pipeline; ONNX Runtime gets the same intra-op
+threads (sequential executor, no spinning). Default model: the newest classifier under runs/bench-sst2-*/run/final
+or runs/evidence/*/final; without one, a quick 30-step fine-tune on 500 SST-2 rows into runs/bench-infer-model.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from envinfo import environment, load_average
+
+ROOT = Path(__file__).resolve().parents[1]
+SST2 = ROOT.parent / "shared" / "data" / "sst2"
+QUICK_MODEL = ROOT / "runs" / "bench-infer-model"
+PIPELINE = "pipeline"
+VARIANTS = ("eager", "onnx_fp32", "onnx_int8")
+
+
+def read_sst2(path: Path, rows: int | None = None) -> tuple[list[str], list[str]]:
+    """(sentences, labels) of an SST-2 TSV: header `sentence\\tlabel` (dev) or `text\\tlabel` (train), no quoting."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        pairs = [(r[0], r[1]) for r in reader]
+    pairs = pairs[:rows] if rows else pairs
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def is_classifier(folder: Path) -> bool:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
+
+
+def find_model() -> str | None:
+    """The newest classifier among the benchmark runs (by its config.json's modification time)."""
+    found = [p for pattern in ("runs/bench-sst2-*/run/final", "runs/evidence/*/final") for p in ROOT.glob(pattern)
+             if is_classifier(p)]
+    return str(max(found, key=lambda p: (p / "config.json").stat().st_mtime)) if found else None
+
+
+def quick_model() -> tuple[str, list[str] | None]:
+    """A 30-step fine-tune on 500 SST-2 train rows (reused when runs/bench-infer-model/final exists)."""
+    final = QUICK_MODEL / "final"
+    if is_classifier(final):
+        return str(final), None
+    QUICK_MODEL.mkdir(parents=True, exist_ok=True)
+    texts, labels = read_sst2(SST2 / "train.tsv", 500)
+    data = QUICK_MODEL.parent / "bench-infer-train500.csv"
+    with open(data, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([("sentence", "label"), *zip(texts, labels)])
+    cmd = [sys.executable, "-m", "tuneforge", "finetune", "--train", str(data), "--text-column", "sentence",
+           "--label-column", "label", "--output", str(QUICK_MODEL), "--overwrite", "--set", "train.max_steps=30",
+           "--set", "runtime.progress=false"]
+    print("no fine-tuned SST-2 model found; fine-tuning a quick one:", " ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return str(final), cmd[2:]
+
+
+def export_onnx(model: str, work: Path) -> dict:
+    """`tuneforge export` fp32 and int8 (parity-checked on the bundled demo reviews); folders and timings."""
+    out = {}
+    for name, extra in (("onnx_fp32", []), ("onnx_int8", ["--quantize", "int8"])):
+        folder = work / name
+        cmd = [sys.executable, "-m", "tuneforge", "export", "--model", model, "--output", str(folder), *extra]
+        print("$", " ".join(cmd[2:]), flush=True)
+        t0 = time.time()
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        out[name] = {"folder": str(folder), "seconds": round(time.time() - t0, 1),
+                     "command": " ".join(cmd[2:]),
+                     "mb": round((folder / "model.onnx").stat().st_size / 1e6, 1)}
+    return out
+
+
+def load_runners(model: str, exports: dict, threads: int, batch_size: int) -> tuple[dict, dict]:
+    """name → (one(text) → label, bulk(texts) → labels); and what each backend runs with."""
+    import torch
+    from transformers import pipeline
+    from transformers.utils import logging
+
+    import tuneforge
+
+    logging.disable_progress_bar()
+    torch.set_num_threads(threads)
+    pipe = pipeline("text-classification", model=model, device="cpu")
+    runners = {PIPELINE: (lambda t: pipe(t)[0]["label"],
+                          lambda ts: [o["label"] for o in pipe(ts, batch_size=batch_size)])}
+    info = {PIPELINE: {"dtype": str(pipe.model.dtype), "torch_threads": torch.get_num_threads(),
+                       "attn_implementation": pipe.model.config._attn_implementation}}
+    predictors = {"eager": tuneforge.load(model, batch_size=batch_size)}
+    predictors.update({name: tuneforge.load(e["folder"], batch_size=batch_size, threads=threads)
+                       for name, e in exports.items()})
+    for name, p in predictors.items():
+        runners[name] = (lambda t, p=p: p.predict([t])[0]["label"], lambda ts, p=p: [r["label"] for r in p.predict(ts)])
+        session = getattr(p, "session", None)
+        info[name] = ({"onnxruntime_intra_op_threads": session.get_session_options().intra_op_num_threads,
+                       "providers": session.get_providers()} if session is not None
+                      else {"dtype": str(p.model.dtype), "torch_threads": torch.get_num_threads(),
+                            "attn_implementation": p.model.config._attn_implementation})
+    return runners, info
+
+
+def rotated(names: list[str], k: int) -> list[str]:
+    k %= len(names)
+    return names[k:] + names[:k]
+
+
+def batch1(runners: dict, texts: list[str], warmup: int) -> tuple[dict, dict]:
+    """Per-call milliseconds and labels, one sentence at a time, backends interleaved per sentence."""
+    names = list(runners)
+    for text in texts[:warmup]:
+        for name in names:
+            runners[name][0](text)
+    ms, labels = {n: [] for n in names}, {n: [] for n in names}
+    for i, text in enumerate(texts):
+        for name in rotated(names, i):
+            t0 = time.perf_counter()
+            labels[name].append(runners[name][0](text))
+            ms[name].append((time.perf_counter() - t0) * 1000)
+    return ms, labels
+
+
+def chunked(bulk, texts: list[str], size: int) -> list[str]:
+    return [label for i in range(0, len(texts), size) for label in bulk(texts[i:i + size])]
+
+
+def throughput(runners: dict, texts: list[str], rounds: int, batch_size: int) -> tuple[dict, dict]:
+    """Sentences/s per round for the bulk call and for fixed chunks of `batch_size`; bulk labels."""
+    names = list(runners)
+    modes = {"bulk": lambda name: runners[name][1](texts),
+             "chunks": lambda name: chunked(runners[name][1], texts, batch_size)}
+    for name in names:  # warm-up at the full batch size
+        runners[name][1](texts[: 2 * batch_size])
+    rates = {mode: {n: [] for n in names} for mode in modes}
+    labels = {}
+    for r in range(rounds):
+        for mode, call in modes.items():
+            for name in rotated(names, r):
+                t0 = time.perf_counter()
+                out = call(name)
+                rates[mode][name].append(len(texts) / (time.perf_counter() - t0))
+                labels.setdefault(name, out)
+    return rates, labels
+
+
+def summarize(ms: dict, rates: dict) -> tuple[dict, dict, dict]:
+    """(latency per backend, throughput per mode and backend, ratios: > 1 = TuneForge better)."""
+    latency = {n: {"p50_ms": round(float(np.percentile(v, 50)), 2), "p95_ms": round(float(np.percentile(v, 95)), 2),
+                   "mean_ms": round(float(np.mean(v)), 2), "calls": len(v)} for n, v in ms.items()}
+    speed = {mode: {n: {"median_sentences_per_s": round(float(np.median(v)), 1),
+                        "rounds": [round(x, 1) for x in v]} for n, v in per.items()} for mode, per in rates.items()}
+    ratios = {}
+    for v in VARIANTS:
+        if v not in latency:
+            continue
+        for q in ("p50", "p95"):
+            ratios[f"{q}_batch1_{v}"] = round(latency[PIPELINE][f"{q}_ms"] / latency[v][f"{q}_ms"], 2)
+        for mode, key in (("bulk", f"throughput_batch32_{v}"), ("chunks", f"throughput_batch32_fixed_chunks_{v}")):
+            ratios[key] = round(speed[mode][v]["median_sentences_per_s"]
+                                / speed[mode][PIPELINE]["median_sentences_per_s"], 2)
+    return latency, speed, ratios
+
+
+def targets(ratios: dict) -> dict:
+    """Each target: True / False, or None when its variant was not measured (--no-onnx)."""
+    rules = {"batch1_p50_eager_le_0.5x_pipeline": ("p50_batch1_eager", 2),
+             "batch1_p50_onnx_int8_le_0.33x_pipeline": ("p50_batch1_onnx_int8", 3),
+             "throughput_batch32_eager_ge_2x_pipeline": ("throughput_batch32_eager", 2),
+             "throughput_batch32_onnx_int8_ge_2x_pipeline": ("throughput_batch32_onnx_int8", 2)}
+    met = {name: (ratios[key] >= bound if key in ratios else None) for name, (key, bound) in rules.items()}
+    return {**met, "all": all(v is True for v in met.values())}
+
+
+def agreement(labels: dict, reference: list[str]) -> dict:
+    return {n: round(float(np.mean([a == b for a, b in zip(v, reference)])), 4) for n, v in labels.items()
+            if n != PIPELINE}
+
+
+def accuracy(labels: dict, gold: list[str]) -> dict | None:
+    if not set(gold) <= {label for v in labels.values() for label in v}:
+        return None  # the model's label names are not SST-2's 0/1
+    return {n: round(float(np.mean([a == b for a, b in zip(v, gold)])), 4) for n, v in labels.items()}
+
+
+def print_table(latency: dict, speed: dict, ratios: dict, agree: dict) -> None:
+    print(f"\n{'backend':<10} {'p50 ms':>8} {'p95 ms':>8} {'b32 sent/s':>11} {'chunks/s':>9} "
+          f"{'p50 ×':>6} {'b32 ×':>6} {'agree':>6}")
+    for n in latency:
+        mark = n != PIPELINE
+        print(f"{n:<10} {latency[n]['p50_ms']:>8.2f} {latency[n]['p95_ms']:>8.2f} "
+              f"{speed['bulk'][n]['median_sentences_per_s']:>11.1f} {speed['chunks'][n]['median_sentences_per_s']:>9.1f} "
+              f"{ratios[f'p50_batch1_{n}'] if mark else 1:>6.2f} {ratios[f'throughput_batch32_{n}'] if mark else 1:>6.2f} "
+              f"{agree['batch1'][n] if mark else 1:>6.3f}")
+    print("(× = pipeline ÷ TuneForge latency, TuneForge ÷ pipeline throughput: > 1 = TuneForge faster)")
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="fine-tuned classifier folder (default: newest benchmark run, else a quick one)")
+    ap.add_argument("--rows", type=int, default=0, help="SST-2 dev sentences to time (0 = all 872)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the batch-32 passes")
+    ap.add_argument("--warmup", type=int, default=20, help="untimed batch-1 calls per backend first")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch and ORT threads")
+    ap.add_argument("--no-onnx", action="store_true", help="eager only (skip the two exports)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_infer.json"))
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model, finetune_cmd = args.model or find_model(), None
+    if model is None:
+        model, finetune_cmd = quick_model()
+    texts, gold = read_sst2(SST2 / "dev.tsv", args.rows or None)
+    result = {"benchmark": "bench_infer", "model": model,
+              "quick_model": Path(model).resolve().is_relative_to(QUICK_MODEL.resolve()),
+              "quick_model_command": finetune_cmd,  # null for a reused quick model "data": f"SST-2 dev, first {len(texts)} sentences",
+              "batch_size": args.batch_size, "rounds": args.rounds, "warmup_calls": args.warmup,
+              **environment(args.threads, ("onnxruntime", "onnx"))}
+    with tempfile.TemporaryDirectory(prefix="bench-infer-") as tmp:
+        exports = {} if args.no_onnx else export_onnx(model, Path(tmp))
+        runners, result["backends"] = load_runners(model, exports, args.threads, args.batch_size)
+        ms, labels1 = batch1(runners, texts, args.warmup)
+        rates, labels32 = throughput(runners, texts, args.rounds, args.batch_size)
+    result["exports"] = {k: {kk: vv for kk, vv in v.items() if kk != "folder"} for k, v in exports.items()}
+    latency, speed, ratios = summarize(ms, rates)
+    agree = {"batch1": agreement(labels1, labels1[PIPELINE]), "batch32": agreement(labels32, labels32[PIPELINE])}
+    result.update(ratios=ratios, targets_met=targets(ratios),
+                  targets="batch-1 p50 ≤ 0.5× pipeline (eager), ≤ 0.33× (ONNX int8); batch-32 throughput ≥ 2×",
+                  latency_batch1=latency, throughput_batch32=speed, label_agreement_with_pipeline=agree,
+                  dev_accuracy_batch1=accuracy(labels1, gold), load_average_at_end=load_average())
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print_table(latency, speed, ratios, agree)
+    print(f"model: {model}\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Tokenize a corpus once into a memory-mapped token stream (cached by content hash), then pack fixed blocks.
+
+Stream: each text's tokens followed by [SEP]. Block i is [CLS] + stream[i*(L-1):(i+1)*(L-1)], so there is no
+padding at all. A parallel uint8 stream marks word starts for whole-word masking.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tuneforge.data.masking import Masker, batch_generator
+from tuneforge.data.tokenizer_train import is_cjk
+
+FORMAT = 1
+CHUNK = 2000  # texts per tokenizer call
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TUNEFORGE_CACHE") or Path.home() / ".cache" / "tuneforge")
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()
+
+
+def cache_key(source_hashes: list[str], params: dict, tokenizer) -> str:
+    body = json.dumps({"format": FORMAT, "sources": source_hashes, "params": params,
+                       "tokenizer": tokenizer_fingerprint(tokenizer)}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:24]
+
+
+def _jieba_starts(text: str) -> set[int] | None:
+    """Character offsets where jieba starts a word, for texts with CJK; None when jieba is not installed."""
+    try:
+        import jieba
+    except ImportError:
+        return None
+    jieba.setLogLevel(60)
+    starts, pos = set(), 0
+    for word in jieba.cut(text):
+        starts.add(pos)
+        pos += len(word)
+    return starts
+
+
+def _word_starts(enc, i: int, text: str, whole_word: bool) -> list[int]:
+    """1 where a token begins a word (pre-tokenizer words; CJK characters grouped into jieba words)."""
+    word_ids = enc.word_ids(i)
+    flags = [1 if k == 0 or w != word_ids[k - 1] else 0 for k, w in enumerate(word_ids)]
+    if whole_word and any(is_cjk(c) for c in text):
+        starts = _jieba_starts(text)
+        if starts is not None:
+            for k, (s, _) in enumerate(enc["offset_mapping"][i]):
+                if k and s < len(text) and is_cjk(text[s]) and s not in starts:
+                    flags[k] = 0
+    return flags
+
+
+def build_token_stream(texts: Iterable[str], tokenizer, folder: Path, whole_word: bool,
+                       on_chunk: Callable[[int], None] | None = None) -> dict:
+    """Write tokens.bin / word_start.bin / meta.json into `folder` (created fresh); returns the meta."""
+    folder.mkdir(parents=True)
+    dtype = np.uint16 if len(tokenizer) < 2**16 else np.uint32
+    sep = tokenizer.sep_token_id
+    n_tokens = n_docs = 0
+    with open(folder / "tokens.bin", "wb") as ft, open(folder / "word_start.bin", "wb") as fw:
+        batch: list[str] = []
+        for text in itertools.chain(texts, [None]):  # streamed: the corpus is never held in memory
+            if text is not None:
+                batch.append(text)
+                if len(batch) < CHUNK:
+                    continue
+            if not batch:
+                break
+            enc = tokenizer(batch, add_special_tokens=False, return_offsets_mapping=whole_word)
+            ids, flags = [], []
+            for i, t in enumerate(batch):
+                ids += enc["input_ids"][i] + [sep]
+                flags += _word_starts(enc, i, t, whole_word) + [1]
+            ft.write(np.asarray(ids, dtype=dtype).tobytes())
+            fw.write(np.asarray(flags, dtype=np.uint8).tobytes())
+            n_tokens, n_docs = n_tokens + len(ids), n_docs + len(batch)
+            if on_chunk:
+                on_chunk(len(batch))
+            batch = []
+    meta = {"format": FORMAT, "tokens": n_tokens, "texts": n_docs, "dtype": np.dtype(dtype).name}
+    (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return meta
+
+
+def cached_token_stream(key: str, cache_root: Path, build: Callable[[Path], dict]) -> Path:
+    """The cache folder for `key`, built through a temp folder and renamed, so a crash never leaves half a cache."""
+    final = Path(cache_root) / "corpus" / key
+    if (final / "meta.json").is_file():
+        return final
+    tmp = final.with_name(f".tmp-{key}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        build(tmp)
+    except BaseException:  # also Ctrl-C: no half-built folder stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # a concurrent process finished first
+        shutil.rmtree(tmp)
+    else:
+        os.replace(tmp, final)
+    return final
+
+
+@dataclass
+class PackedCorpus:
+    tokens: np.ndarray  # memory-mapped stream
+    word_start: np.ndarray
+    block_size: int
+    cls_id: int
+
+    @classmethod
+    def open(cls, folder: Path, block_size: int, cls_id: int) -> PackedCorpus:
+        meta = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
+        if meta["tokens"] == 0:  # an empty file cannot be memory-mapped
+            return cls(np.zeros(0, dtype=meta["dtype"]), np.zeros(0, dtype=np.uint8), block_size, cls_id)
+        tokens = np.memmap(Path(folder) / "tokens.bin", dtype=meta["dtype"], mode="r")
+        word_start = np.memmap(Path(folder) / "word_start.bin", dtype=np.uint8, mode="r")
+        return cls(tokens, word_start, block_size, cls_id)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.tokens) // (self.block_size - 1)
+
+    def blocks(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, word starts) of shape (len(index), block_size), [CLS] first."""
+        body = self.block_size - 1
+        rows = np.stack([self.tokens[i * body:(i + 1) * body] for i in index]).astype(np.int64)
+        starts = np.stack([self.word_start[i * body:(i + 1) * body] for i in index])
+        ids = np.concatenate([np.full((len(index), 1), self.cls_id), rows], axis=1)
+        flags = np.concatenate([np.ones((len(index), 1), dtype=np.uint8), starts], axis=1)
+        return torch.from_numpy(ids), torch.from_numpy(flags)
+
+    def split(self, fraction: float, max_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+        """(train blocks, held-out blocks): a fixed random slice, the same for every seed and run."""
+        order = np.random.default_rng(0).permutation(self.n_blocks)
+        n_val = min(max_blocks, max(1, int(round(fraction * self.n_blocks))))
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class BlockBatches:
+    """Training data for the loop: shuffled full blocks, masked afresh per (seed, epoch, batch)."""
+
+    def __init__(self, corpus: PackedCorpus, blocks: np.ndarray, masker: Masker, seed: int):
+        self.corpus, self.blocks, self.masker, self.seed = corpus, blocks, masker, seed
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.full(len(self.blocks), self.corpus.block_size, dtype=np.int64)
+
+    def batches(self, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+        order = np.random.default_rng([seed, epoch]).permutation(len(self.blocks))
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def collate(self, index: np.ndarray, epoch: int) -> dict[str, torch.Tensor]:
+        ids, starts = self.corpus.blocks(self.blocks[index])
+        inputs, labels = self.masker(ids, batch_generator(self.seed, epoch, self.blocks[index]), starts)
+        return {"input_ids": inputs, "attention_mask": torch.ones_like(inputs), "labels": labels}

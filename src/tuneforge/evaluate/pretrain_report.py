@@ -1,0 +1,71 @@
+"""The pretraining report: report.md and report.html with the loss and perplexity curves and throughput."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from tuneforge.evaluate.report import plot_loss_curve
+from tuneforge.model.artifact import atomic_write_text
+
+
+def plot_perplexity(history: list[dict], out: Path) -> Path | None:
+    points = [(r["step"], r["perplexity"]) for r in history if r.get("split") == "validation" and "perplexity" in r]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    ax.plot(*zip(*points), "o-", lw=1.5, color="tab:purple")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("held-out MLM perplexity (log)")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _rows(summary: dict) -> list[tuple[str, str]]:
+    m = summary["metrics"]
+    first = summary.get("initial_metrics") or {}
+    rows = [("held-out perplexity", f"{m['perplexity']:.2f}" + (f" (start {first['perplexity']:.1f})" if first else "")),
+            ("held-out MLM loss", f"{m['loss']:.4f}"), ("masked-token accuracy", f"{m['masked_accuracy']:.2%}"),
+            ("optimizer steps", str(summary["steps"])), ("training tokens", f"{summary['tokens']:,}"),
+            ("tokens/s", f"{summary['tokens_per_s']:,.0f}"), ("stop reason", str(summary["stop_reason"])),
+            ("train time", f"{summary['train_seconds'] / 60:.1f} min")]
+    if summary.get("mfu") is not None:
+        rows.append(("MFU (6 × non-embedding params × tokens/s ÷ measured matmul peak)",
+                     f"{summary['mfu']:.1%} of {summary['peak_flops'] / 1e9:.0f} GFLOP/s"))
+    return rows
+
+
+def write_pretrain_report(out_dir: Path, summary: dict, history: list[dict], title: str) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(summary["metrics"], indent=2))
+    plots = {}
+    if plot_loss_curve(history, out_dir / "loss_curve.png"):
+        plots["Loss curve"] = "loss_curve.png"
+    if plot_perplexity(history, out_dir / "perplexity.png"):
+        plots["Held-out perplexity"] = "perplexity.png"
+    rows = _rows(summary)
+    md = [f"# {title}", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    md += [line for c, f in plots.items() for line in ("", f"## {c}", "", f"![{c}]({f})")]
+    atomic_write_text(out_dir / "report.md", "\n".join(md) + "\n")
+    e = html.escape
+    table = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rows)
+    imgs = "".join(f"<figure><img src='{e(f)}' alt='{e(c)}'><figcaption>{e(c)}</figcaption></figure>" for c, f in plots.items())
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td{{border:1px solid #ccc;padding:4px 10px}}
+.big{{font-size:2em;font-weight:bold}}figure{{display:inline-block;margin:0 1em}}</style></head>
+<body><h1>{e(title)}</h1><p class="big">perplexity {summary['metrics']['perplexity']:.2f}</p>
+<table>{table}</table>{imgs}</body></html>
+"""
+    atomic_write_text(out_dir / "report.html", page)
+    return out_dir / "report.html"

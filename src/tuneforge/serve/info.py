@@ -1,0 +1,41 @@
+"""What GET /v1/model reports: name, labels, version and hashes of the served model folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuneforge.data.sources import file_sha256
+
+WEIGHT_PATTERNS = ("model.onnx", "*.safetensors", "pytorch_model*.bin")
+
+
+def _name(folder: Path) -> str:
+    # runs/x/final → "x"; runs/x/run/final → "x" would be a guess, so only `final` is looked through.
+    folder = folder.resolve()
+    return folder.parent.name if folder.name == "final" and folder.parent.name else folder.name
+
+
+def describe_model(predictor, folder: str | None) -> dict:
+    """Computed once at startup: hashing a large weight file per request would be wasted work."""
+    from tuneforge import __version__
+    from tuneforge.model.artifact import read_manifest
+
+    path = Path(folder) if folder else None
+    manifest = read_manifest(path) if path and path.is_dir() else {}
+    hashes: dict[str, str] = {}
+    if path and path.is_dir():
+        for pattern in WEIGHT_PATTERNS:
+            for file in sorted(path.glob(pattern)):
+                hashes[file.name] = file_sha256(file)
+    if manifest.get("config_sha256"):
+        hashes["config_sha256"] = manifest["config_sha256"]
+    for split, entry in (manifest.get("data") or {}).items():
+        if isinstance(entry, dict) and entry.get("sha256"):
+            hashes[f"data.{split}"] = entry["sha256"]
+    labels = predictor.labels
+    return {"name": _name(path) if path else "model",
+            "task": "classification" if labels is not None else "encoder",
+            "labels": list(labels.names) if labels is not None else [],
+            "multi_label": bool(labels.multi_label) if labels is not None else False,
+            "backend": "onnx" if getattr(predictor, "session", None) is not None else "pytorch",
+            "version": __version__, "created": manifest.get("created"), "hashes": hashes,
+            "max_length": int(predictor.max_length), "manifest": manifest}

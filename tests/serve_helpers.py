@@ -1,0 +1,105 @@
+"""Helpers for the serving tests: a tiny classifier folder, fake predictors, and a live uvicorn server in a thread.
+
+Importable from unit and integration tests alike: pytest puts tests/ on sys.path for the root conftest.py.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+LABELS = ("negative", "neutral", "positive")
+
+
+def build_classifier(folder: Path, encoder: Path) -> Path:
+    """The tiny encoder with a seeded 3-class head (untrained) and a tuneforge.json, as a model folder."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        encoder, num_labels=3, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)})
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(encoder).save_pretrained(folder)
+    manifest = {"format": 1, "created": "2026-01-01T00:00:00Z", "task": "classification", "labels": list(LABELS),
+                "multi_label": False, "max_length": 64, "config_sha256": "c" * 64,
+                "data": {"train": {"rows": 10, "sha256": "d" * 64}}}
+    (folder / "tuneforge.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+class _Labels:
+    def __init__(self, names):
+        self.names, self.multi_label = tuple(names), False
+
+
+class FakePredictor:
+    """The predictor interface with injectable behaviour: records each call's batch, can block or fail."""
+
+    def __init__(self, delay: float = 0.0, fail_with: Exception | None = None):
+        self.labels, self.max_length = _Labels(["no", "yes"]), 16
+        self.delay, self.fail_with, self.calls = delay, fail_with, []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        self.calls.append(list(texts))
+        self.gate.wait(10)
+        time.sleep(self.delay)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return [{"label": "yes" if "yes" in t else "no",
+                 "probabilities": {"no": 0.0, "yes": 1.0} if "yes" in t else {"no": 1.0, "yes": 0.0}} for t in texts]
+
+    def embed(self, texts: list[str], pooling: str = "mean"):
+        import numpy as np
+
+        self.calls.append(list(texts))
+        return np.array([[len(t), 1.0 if pooling == "cls" else 0.0] for t in texts], dtype=np.float32)
+
+
+class LiveServer:
+    """uvicorn serving `app` on an ephemeral loopback port, in a thread; `with LiveServer(app) as url: ...`."""
+
+    def __init__(self, app, graceful_s: float = 10):
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=graceful_s)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self.url
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        self.sock.close()
+
+
+def wait_ready(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/ready", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} was not ready within {timeout} s")
