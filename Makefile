@@ -25,9 +25,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
-# Quick versions of the benchmarks (full sizes: see benchmarks/README.md). ~7 min on 2 cores.
+# Quick versions of the benchmarks (full sizes: see benchmarks/README.md). ~15 min on 2 cores.
 bench: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_finetune.py --train-rows 1000 --epochs 1
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_finetune.py --train-rows 1000 --epochs 1 --tag quick
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_infer.py --rows 300 --rounds 2 --out benchmarks/results/bench_infer_quick.json
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_pretrain.py --steps 30 --out benchmarks/results/bench_pretrain_quick.json
 
 clean:
 	rm -rf $(VENV) runs

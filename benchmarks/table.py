@@ -38,8 +38,57 @@ def _chinese_rows() -> list[str]:
             f"TF-IDF char n-grams {r['tfidf_char_lr_test_accuracy']:.3f} | `{path.name}` |"]
 
 
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _pretrain_rows() -> list[str]:
+    rows = []
+    if r := _load("pretrain_scratch_mini.json"):
+        rows.append(f"| MLM pretraining, `mini` from scratch, {r['train_seconds'] / 60:.0f} min budget, "
+                    f"{r['corpus']['tokens'] / 1e6:.1f}M-token corpus | held-out perplexity {r['perplexity_before']:,.0f} → "
+                    f"**{r['perplexity_after']:,.1f}** · {r['steps']} steps, {r['tokens'] / 1e6:.1f}M tokens, "
+                    f"{r['tokens_per_s']:,.0f} tokens/s, MFU {r['mfu']:.0%} | `pretrain_scratch_mini.json` |")
+    if r := _load("pretrain_downstream_sst2.json"):
+        for sub in r["subsets"]:
+            runs = sub["runs"]
+            rows.append(f"| SST-2 {sub['train_rows']:,} rows: fine-tune the pretrained `mini` vs the same architecture "
+                        f"from random init (same steps, seed) | dev acc **{runs['pretrained']['dev_accuracy']:.4f}** vs "
+                        f"{runs['random_init']['dev_accuracy']:.4f} ({sub['gain_points']:+.1f} points) | "
+                        "`pretrain_downstream_sst2.json` |")
+    if r := _load("pretrain_continued_minilm.json"):
+        rows.append(f"| Continued MLM pretraining of `minilm-l6`, {r['train_seconds'] / 60:.0f} min (fresh MLM head) | "
+                    f"held-out perplexity {r['perplexity_before']:,.0f} → **{r['perplexity_after']:,.1f}** · "
+                    f"{r['tokens_per_s']:,.0f} tokens/s | `pretrain_continued_minilm.json` |")
+    return rows
+
+
+def _ratio_rows() -> list[str]:
+    """One row per side-by-side benchmark: its ratios (> 1 = TuneForge better) and which targets hold."""
+    rows = []
+    titles = {"serve_load.json": "HTTP serving, 32 clients × 60 s: dynamic batching on vs off",
+              "bench_finetune_4000.json": "Fine-tune throughput vs HF Trainer (SST-2 4,000 rows, 1 epoch)",
+              "bench_finetune_1000quick.json": "Fine-tune throughput vs HF Trainer (quick: SST-2 1,000 rows, 1 epoch)",
+              "bench_infer.json": "Inference vs `transformers.pipeline` (SST-2 dev)",
+              "bench_infer_quick.json": "Inference vs `transformers.pipeline` (quick: 300 dev rows)",
+              "bench_pretrain.json": "MLM pretraining tokens/s vs HF Trainer + DataCollatorForLanguageModeling",
+              "bench_pretrain_quick.json": "MLM pretraining tokens/s vs HF Trainer (quick: 30 steps)"}
+    for name, title in titles.items():
+        if not (r := _load(name)):
+            continue
+        ratios = ", ".join(f"{k} **{v:.2f}×**" for k, v in r["ratios"].items() if isinstance(v, (int, float)))
+        met = r.get("targets_met") or {}
+        hold = [k for k, v in met.items() if v is True and k != "all"]
+        miss = [k for k, v in met.items() if v is False and k != "all"]
+        targets = f" · targets met: {', '.join(hold) or 'none'}" + (f"; missed: {', '.join(miss)}" if miss else "") if met else ""
+        rows.append(f"| {title} | {ratios}{targets} | `{name}` |")
+    return rows
+
+
 def render() -> str:
-    lines = [START, "| benchmark | result | file |", "|---|---|---|"] + _sst2_rows() + _chinese_rows() + [END]
+    lines = [START, "| benchmark | result | file |", "|---|---|---|"] + _sst2_rows() + _chinese_rows()
+    lines += _pretrain_rows() + _ratio_rows() + [END]
     return "\n".join(lines)
 
 
