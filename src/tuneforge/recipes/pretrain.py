@@ -75,7 +75,8 @@ def _packed(cfg: PretrainConfig, sources, tokenizer, accelerator) -> tuple[Packe
               "max_chars": d.max_chars, "whole_word": cfg.mlm.whole_word,
               # whole-word streams differ with and without jieba (Chinese words vs single characters)
               "jieba": cfg.mlm.whole_word and importlib.util.find_spec("jieba") is not None}
-    key = cache_key([file_sha256(p) for p in sources], params, tokenizer)
+    hashes = [file_sha256(p) for p in sources]  # read once: the cache key and the manifest both use them
+    key = cache_key(hashes, params, tokenizer)
     root = Path(d.cache_dir) if d.cache_dir else default_cache_dir()
     stats = CleanStats()
 
@@ -102,7 +103,8 @@ def _packed(cfg: PretrainConfig, sources, tokenizer, accelerator) -> tuple[Packe
     if corpus.n_blocks < 2:
         raise UserError(f"the corpus has {meta['tokens']} tokens after cleaning: not enough for two blocks of "
                         f"{d.block_size}. Add text or lower data.block_size / data.min_chars.")
-    return corpus, {"cache": str(folder), **meta}
+    return corpus, {"cache": str(folder), "sources": [{"source": str(p), "sha256": h} for p, h in zip(sources, hashes)],
+                    **meta}
 
 
 def _model(cfg: PretrainConfig, tokenizer):
@@ -180,9 +182,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False)
                "tokens": state.tokens, "train_seconds": round(state.train_seconds, 2), "tokens_per_s": round(tps, 1),
                "peak_flops": peak, "flops_per_token_6n": flops["training_6n"],
                "mfu": round(tps * flops["training_6n"] / (peak * accelerator.num_processes), 4),
-               "corpus": {k: corpus_meta[k] for k in ("texts", "tokens", "cache")}}
+               "corpus": {k: corpus_meta[k] for k in ("texts", "tokens", "cache", "sources")}}
     if accelerator.is_main_process:
-        _write_outputs(accelerator.unwrap_model(wrapped).model, tokenizer, cfg, sources, summary, history, run_dir)
+        _write_outputs(accelerator.unwrap_model(wrapped).model, tokenizer, cfg, summary, history, run_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
@@ -197,13 +199,14 @@ def _loop_config(cfg: PretrainConfig, run_dir: Path, steps: int | None, flops_6n
                       seed=t.seed, progress=cfg.runtime.progress, flops_per_token=flops_6n, peak_flops=peak)
 
 
-def _write_outputs(model, tokenizer, cfg: PretrainConfig, sources, summary: dict, history: list[dict],
+def _write_outputs(model, tokenizer, cfg: PretrainConfig, summary: dict, history: list[dict],
                    run_dir: Path) -> None:
     config_text = to_yaml(cfg)
     manifest = {"task": "mlm", "objective": cfg.objective, "max_length": cfg.data.block_size,
                 "base_model": cfg.model.name or f"preset:{cfg.model.preset}",
                 "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
-                "data": {"corpus": [{"source": str(p), "sha256": file_sha256(p)} for p in sources], **summary["corpus"]},
+                "data": {"corpus": summary["corpus"]["sources"],
+                         **{k: v for k, v in summary["corpus"].items() if k != "sources"}},
                 "metrics": {"validation": summary["metrics"], "initial": summary["initial_metrics"]},
                 "training": {k: summary[k] for k in ("steps", "best_step", "stop_reason", "tokens", "train_seconds",
                                                      "tokens_per_s", "mfu")}}
