@@ -296,6 +296,10 @@ def serve(
     run(model, host, port, settings, threads, log_level, forward_batch_size)
 
 
+from tuneforge.cli_trust import register as _register_trust_commands  # noqa: E402  (after the core verbs)
+
+_register_trust_commands(app)
+
 MULTI_VALUE = {"--corpus", "--input"}  # `--corpus a.txt b.txt` as the docs write it, not only repeated flags
 
 

@@ -27,6 +27,7 @@ class DataConfig(_Strict):
     split_seed: int = Field(13, description="Seed of the stratified split.")
     max_length: int = Field(128, ge=8, le=8192, description="Truncate texts to this many tokens.")
     normalize: bool = Field(True, description="Unicode NFKC and whitespace clean-up of texts before tokenizing.")
+    redact_pii: bool = Field(False, description="Replace personal data (e-mails, phones, China ID numbers, cards, IPs, URLs, IBANs) with typed placeholders such as [EMAIL] before training; counts per type go to the report.")
 
 
 class ModelConfig(_Strict):
@@ -58,6 +59,9 @@ class EvalConfig(_Strict):
     metric: Literal["auto", "accuracy", "macro_f1", "micro_f1", "loss"] = Field(
         "auto", description="Metric for best-checkpoint selection and early stopping. Auto: accuracy (single-label), micro_f1 (multi-label).")
     batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction.")
+    calibrate: bool = Field(True, description="Fit a softmax temperature on validation (single-label), store it in the model and use it at predict time; the report shows calibration before and after.")
+    baseline: bool = Field(True, description="Train a TF-IDF + logistic regression baseline on the same split and show it beside the transformer in the report.")
+    bootstrap_samples: int = Field(1000, ge=0, description="Bootstrap resamples for the 95% confidence intervals in the report (0 = off).")
 
 
 class RuntimeConfig(_Strict):
@@ -88,6 +92,7 @@ class CorpusConfig(_Strict):
     dedup: bool = Field(True, description="Drop exact duplicate lines (after cleaning).")
     min_chars: int = Field(10, ge=1, description="Drop texts shorter than this many characters (after cleaning).")
     max_chars: int | None = Field(None, gt=0, description="Drop texts longer than this many characters (null = no limit).")
+    redact_pii: bool = Field(False, description="Replace personal data with typed placeholders ([EMAIL], [PHONE] ...) while cleaning.")
     block_size: int = Field(128, ge=16, le=8192, description="Tokens per packed training block ([CLS] + text; texts joined by [SEP]).")
     validation_fraction: float = Field(0.02, gt=0, lt=0.5, description="Share of blocks held out for MLM loss / perplexity.")
     max_validation_blocks: int = Field(500, ge=1, description="Upper bound on held-out blocks (keeps evaluation quick).")
