@@ -80,13 +80,16 @@ def evaluate(
     label_column: str = typer.Option("label", "--label-column", help=LABEL_HELP),
     label_separator: Optional[str] = typer.Option(None, "--label-separator", help="Split string labels on this for multi-label."),
     batch_size: int = typer.Option(128, "--batch-size", help="Evaluation batch size."),
+    baseline_train: Optional[str] = typer.Option(None, "--baseline-train", help="Training data (same columns) for a TF-IDF + logistic regression baseline shown beside the model in the report."),
 ) -> None:
-    """Accuracy, macro/micro precision, recall and F1, per-class report and confusion matrix, with a report."""
+    """Accuracy, macro/micro precision, recall and F1 with 95% CIs, per-class report, confusion matrix, calibration,
+    worst errors and a model card (README.md), with a report."""
     from tuneforge.recipes.evaluate import evaluate as run
 
-    result = run(model, data, output, text_column, label_column, batch_size, label_separator)
+    result = run(model, data, output, text_column, label_column, batch_size, label_separator,
+                 baseline_train=baseline_train)
     _print_metrics("TuneForge evaluation", {Path(data).name: result["metrics"]})
-    typer.echo(f"metrics: {result['metrics_file']}\nreport:  {result['report']}")
+    typer.echo(f"metrics: {result['metrics_file']}\nreport:  {result['report']}\ncard:    {result['model_card']}")
 
 
 @app.command()
@@ -319,7 +322,10 @@ def expand_multi_value(argv: list[str]) -> list[str]:
 
 def main() -> None:
     try:
-        app(args=expand_multi_value(sys.argv[1:]), standalone_mode=False)
+        # standalone_mode=False hands back typer.Exit(n) as the return value instead of exiting.
+        code = app(args=expand_multi_value(sys.argv[1:]), standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as exc:
         _err(str(exc))
         sys.exit(2)

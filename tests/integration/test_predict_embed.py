@@ -49,8 +49,16 @@ def test_final_loads_in_plain_transformers(trained):
     theirs = pipe(TEXTS)
     assert [r["label"] for r in theirs] == [r["label"] for r in ours]
     assert [r["label"] for r in ours] == EXPECTED
-    for t, o in zip(theirs, ours):
-        assert t["score"] == pytest.approx(o["probabilities"][o["label"]], abs=1e-4)
+    # Plain transformers gives softmax(logits); TuneForge applies the temperature fitted on validation (if any).
+    import torch
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(final)
+    with torch.no_grad():
+        logits = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits
+    temperature = getattr(model.config, "tuneforge_temperature", 1.0)
+    for row, t, o in zip(logits, theirs, ours):
+        assert t["score"] == pytest.approx(row.softmax(-1).max().item(), abs=1e-4)
+        assert o["probabilities"][o["label"]] == pytest.approx((row / temperature).softmax(-1).max().item(), abs=1e-4)
 
 
 @pytest.fixture(scope="module")

@@ -226,3 +226,24 @@ def test_blocks_group_identical_layers(tiny):
     assert layers.kind == "encoder layer" and layers.repeat == 2
     assert layers.params == inspect.count(tiny.bert.encoder.layer[0])
     assert {c.kind for c in layers.children} == {"attention", "feed-forward", "projection"}
+
+
+def test_pre_layernorm_preset_builds_saves_and_loads(tok, tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = build_mlm("tiny", tok, max_position=64, dropout=0.0, norm="pre")
+    assert type(model).__name__ == "RobertaPreLayerNormForMaskedLM"
+    assert model.config.hidden_size == PRESETS["tiny"]["hidden_size"]
+    assert model.config.max_position_embeddings == 64 + tok.pad_token_id + 1  # RoBERTa positions start at pad + 1
+    ids = torch.randint(5, len(tok), (2, SEQ))
+    labels = torch.full_like(ids, -100)
+    labels[:, 3] = ids[:, 3]
+    loss, logits, targets = SparseMLM(model)(ids, torch.ones_like(ids), labels)
+    full = F.cross_entropy(model(input_ids=ids).logits[:, 3], ids[:, 3])
+    assert torch.allclose(loss, full, atol=1e-5) and logits.shape == (2, len(tok))
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path)
+    assert torch.allclose(reloaded(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
+    clf = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+    assert clf(input_ids=ids).logits.shape == (2, 2)

@@ -206,3 +206,13 @@ def test_json_array_file(tmp_path):
     p.write_text(_json.dumps([{"text": "a", "label": 1}, {"text": "b", "label": 0}]), encoding="utf-8")
     df = read_table(p)
     assert list(df["text"]) == ["a", "b"]
+
+
+def test_jsonl_lone_surrogate_names_line_and_field(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"text": "fine \\ud83d\\ude00", "label": "a"}\n{"text": "half \\ud800 char", "label": "b"}\n',
+                 encoding="utf-8")
+    with pytest.raises(UserError, match=r"d\.jsonl:2: field 'text' holds a lone surrogate"):
+        read_table(p)
+    p.write_text('{"text": "fine \\ud83d\\ude00", "label": "a"}\n', encoding="utf-8")  # a valid pair is one emoji
+    assert read_table(p)["text"][0] == "fine \U0001F600"

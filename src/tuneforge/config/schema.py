@@ -27,6 +27,7 @@ class DataConfig(_Strict):
     split_seed: int = Field(13, description="Seed of the stratified split.")
     max_length: int = Field(128, ge=8, le=8192, description="Truncate texts to this many tokens.")
     normalize: bool = Field(True, description="Unicode NFKC and whitespace clean-up of texts before tokenizing.")
+    check: bool = Field(True, description="Quick data check before training: exact duplicates, label conflicts and validation/test texts that also occur in train (leakage); counts go to the log and the report. `tuneforge data check` runs the full check.")
     redact_pii: bool = Field(False, description="Replace personal data (e-mails, phones, China ID numbers, cards, IPs, URLs, IBANs) with typed placeholders such as [EMAIL] before training; counts per type go to the report.")
 
 
@@ -114,6 +115,8 @@ class PretrainModelConfig(_Strict):
         None, description="Pretrain from scratch with a size preset (see `tuneforge inspect PRESET`).")
     max_position: int = Field(512, ge=16, description="Position embeddings of a from-scratch model.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Hidden and attention dropout of a from-scratch model (short budgets learn faster with 0).")
+    norm: Literal["post", "pre"] = Field(
+        "post", description="LayerNorm placement of a from-scratch model. post: BERT. pre: RoBERTa-PreLayerNorm (LayerNorm before each sublayer; stable at higher learning rates). Both load with AutoModelForMaskedLM.")
 
 
 class MlmConfig(_Strict):

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuneforge.data.pii import redact
 from tuneforge.data.sources import read_table, require_columns
 from tuneforge.errors import UserError
 
@@ -112,11 +113,16 @@ class CleanStats:
     too_long: int = 0
     chars: int = 0
     per_source: dict = field(default_factory=dict)
+    pii: dict = field(default_factory=dict)  # finds per PII type (redact_pii on), over the texts read
 
 
 def iter_clean_texts(sources: list[Path], column: str = "text", normalize: bool = True, dedup: bool = True,
-                     min_chars: int = 1, max_chars: int | None = None, stats: CleanStats | None = None) -> Iterator[str]:
-    """Cleaned texts of all sources in order. Exact dedup keeps one 8-byte hash per unique text."""
+                     min_chars: int = 1, max_chars: int | None = None, stats: CleanStats | None = None,
+                     redact_pii: bool = False) -> Iterator[str]:
+    """Cleaned texts of all sources in order. Exact dedup keeps one 8-byte hash per unique text.
+
+    With `redact_pii`, personal data becomes [EMAIL], [PHONE] ... after cleaning and before the length filters and
+    dedup, so texts that differ only in an address count as duplicates."""
     stats = stats if stats is not None else CleanStats()
     seen: set[bytes] = set()
     for p in sources:
@@ -127,6 +133,10 @@ def iter_clean_texts(sources: list[Path], column: str = "text", normalize: bool 
             if not text:
                 stats.empty += 1
                 continue
+            if redact_pii:
+                text, found = redact(text)
+                for kind, n in found.items():
+                    stats.pii[kind] = stats.pii.get(kind, 0) + n
             if len(text) < min_chars:
                 stats.too_short += 1
                 continue

@@ -81,8 +81,18 @@ def _read_jsonl(p: Path) -> pd.DataFrame:
                 raise UserError(f"{p}:{n}: invalid JSON ({exc.msg}).") from None
             if not isinstance(row, dict):
                 raise UserError(f"{p}:{n}: each line must be a JSON object like {{\"text\": ..., \"label\": ...}}.")
+            if "\\u" in line:
+                _reject_surrogates(row, p, n)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _reject_surrogates(row: dict, p: Path, n: int) -> None:
+    """A `\\ud800`-style escape decodes to half a character, which no tokenizer or file writer accepts."""
+    for key, value in row.items():
+        if isinstance(value, str) and any("\ud800" <= ch <= "\udfff" for ch in value):
+            raise UserError(f"{p}:{n}: field '{key}' holds a lone surrogate escape (\\ud800-\\udfff), which is not "
+                            "valid text. Fix or drop that row.")
 
 
 def _read_json(p: Path) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import numpy as np
 
 from tuneforge.config import DataConfig
 from tuneforge.data.labels import read_labels
+from tuneforge.data.pii import PII_TYPES, redact_texts
 from tuneforge.data.sources import column_texts, read_table, require_columns
 from tuneforge.errors import UserError
 
@@ -18,14 +19,27 @@ class Split:
     labels: list  # str or list[str] per row
     source: str  # file path, or "train[split]" when carved out of train
     rows: list[int] = field(default_factory=list)  # row numbers (0-based) in the source file
+    pii: dict[str, int] = field(default_factory=dict)  # finds per PII type when data.redact_pii is on; {} when off
 
 
-def load_labelled(path: str, cfg: DataConfig, name: str) -> Split:
+def _read(path: str, cfg: DataConfig, name: str) -> Split:
     df = read_table(path)
     require_columns(df, path, [cfg.text_column, cfg.label_column])
     texts = column_texts(df, path, cfg.text_column, cfg.normalize)
     labels = read_labels(df[cfg.label_column].tolist(), path, cfg.label_column, cfg.label_separator)
     return Split(name, texts, labels, path, list(range(len(texts))))
+
+
+def redact_split(split: Split) -> Split:
+    """Replace personal data in the texts with [EMAIL], [PHONE] ... and record the counts (every type, 0 included)."""
+    split.texts, counts = redact_texts(split.texts)
+    split.pii = {kind: counts[kind] for kind in PII_TYPES}
+    return split
+
+
+def load_labelled(path: str, cfg: DataConfig, name: str) -> Split:
+    split = _read(path, cfg, name)
+    return redact_split(split) if cfg.redact_pii else split
 
 
 def _stratify_key(labels: list, fraction: float):
@@ -60,7 +74,7 @@ def load_splits(cfg: DataConfig) -> dict[str, Split]:
     """train / validation / (test) splits. Held-out splits are carved from train when their file is missing."""
     if not cfg.train:
         raise UserError("no training data: pass --train FILE or set data.train in the config.")
-    train = load_labelled(cfg.train, cfg, "train")
+    train = _read(cfg.train, cfg, "train")  # redacted after carving, so each split counts only its own finds
     splits: dict[str, Split] = {}
     if cfg.test:
         splits["test"] = load_labelled(cfg.test, cfg, "test")
@@ -71,7 +85,12 @@ def load_splits(cfg: DataConfig) -> dict[str, Split]:
     else:
         frac = cfg.validation_fraction / max(1e-9, 1 - (0 if cfg.test else cfg.test_fraction))
         train, splits["validation"] = _carve(train, frac, cfg.split_seed + 1, "validation")
-    return {"train": train, **splits}
+    splits = {"train": train, **splits}
+    if cfg.redact_pii:
+        for split in splits.values():
+            if not split.pii:  # files given as --validation/--test were redacted by load_labelled
+                redact_split(split)
+    return splits
 
 
 def split_record(splits: dict[str, Split]) -> dict:

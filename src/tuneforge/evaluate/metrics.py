@@ -1,7 +1,9 @@
 """Metrics from accumulated counts. Evaluation never holds all logits: memory stays flat as data grows.
 
 Single-label keeps a C×C confusion matrix; multi-label keeps per-class TP/FP/FN/TN. scikit-learn computes
-the scores from the counts (each confusion cell becomes one weighted sample).
+the scores from the counts (each confusion cell becomes one weighted sample). `RowOutputs` is the opt-in
+per-row record (label, prediction, confidence, C logits as float32) that the final report needs for
+calibration, bootstrap intervals and worst errors: N×C floats, never the model's hidden states.
 """
 from __future__ import annotations
 
@@ -38,6 +40,35 @@ class Counts:
 
     def load(self, tensors: list[torch.Tensor]) -> None:
         self.matrix, self.loss_sum, self.n, self.exact = (t.detach().cpu().double() for t in tensors)
+
+
+class RowOutputs:
+    """Per-row outputs of a single-label evaluation in preallocated arrays indexed by row (input order)."""
+
+    def __init__(self, rows: int, num_labels: int):
+        self.true = np.zeros(rows, dtype=np.int64)
+        self.pred = np.zeros(rows, dtype=np.int64)
+        self.confidence = np.zeros(rows, dtype=np.float32)  # top-label softmax probability at temperature 1
+        self.logits = np.zeros((rows, num_labels), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.true)
+
+    def add(self, index: np.ndarray, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        logits = logits.detach().float().cpu()
+        probs = torch.softmax(logits, -1)
+        conf, pred = probs.max(-1)
+        self.true[index] = labels.detach().cpu().numpy()
+        self.pred[index] = pred.numpy()
+        self.confidence[index] = conf.numpy()
+        self.logits[index] = logits.numpy()
+
+    def tensors(self) -> list[torch.Tensor]:
+        # Rows a process did not see stay zero, so summing across processes assembles the full record.
+        return [torch.from_numpy(a.copy()) for a in (self.true, self.pred, self.confidence, self.logits)]
+
+    def load(self, tensors: list[torch.Tensor]) -> None:
+        self.true, self.pred, self.confidence, self.logits = (t.detach().cpu().numpy() for t in tensors)
 
 
 def _weighted_samples(cm: np.ndarray):

@@ -1,33 +1,42 @@
 """Streaming evaluation: sorted batches, counts accumulated per process and summed across processes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Callable
 
 import torch
 
 from tuneforge.data.encode import Encoded, collate, sorted_batches
-from tuneforge.evaluate.metrics import Counts, compute_metrics
+from tuneforge.evaluate.metrics import Counts, RowOutputs, compute_metrics
 from tuneforge.train.objectives import classification_loss
 
 
 @torch.inference_mode()
 def evaluate_classifier(model, data: Encoded, names: tuple[str, ...], multi_label: bool, *, batch_size: int = 128,
                         pad_id: int = 0, device=None, rank: int = 0, world: int = 1,
-                        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, autocast=None) -> dict:
-    """Metrics for `data`. With world > 1, each rank takes every world-th batch and `reduce` sums the counts."""
+                        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, autocast=None,
+                        details: bool = False):
+    """Metrics for `data`. With world > 1, each rank takes every world-th batch and `reduce` sums the counts.
+
+    With `details=True` returns `(metrics, rows)`: `rows` is a `RowOutputs` (single-label; None for
+    multi-label) for calibration and the report. The periodic validation in training leaves it off."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()  # dropout off: the numbers must not depend on where in training this is called
     counts = Counts(len(names), multi_label)
+    rows = RowOutputs(len(data), len(names)) if details and not multi_label else None
     for index in sorted_batches(data.lengths, batch_size)[rank::world]:
         batch = {k: v.to(device) for k, v in collate(data, index, pad_id).items()}
         with autocast() if autocast else nullcontext():
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = classification_loss(logits, batch["labels"], multi_label, reduction="sum")
         counts.add(logits, batch["labels"], loss)
+        if rows is not None:
+            rows.add(index, logits, batch["labels"])
     model.train(was_training)
     if reduce is not None:
         counts.load([reduce(t.to(device)) for t in counts.tensors()])
-    return compute_metrics(counts, names)
-
+        if rows is not None:
+            rows.load([reduce(t.to(device)) for t in rows.tensors()])
+    metrics = compute_metrics(counts, names)
+    return (metrics, rows) if details else metrics

@@ -21,21 +21,30 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
-def preset_config(preset: str, tokenizer, max_position: int = 512, dropout: float = 0.1):
-    from transformers import BertConfig
-
+def preset_config(preset: str, tokenizer, max_position: int = 512, dropout: float = 0.1, norm: str = "post"):
+    """The config of a from-scratch model: BERT (post-LayerNorm) or RoBERTa-PreLayerNorm (`norm="pre"`)."""
     if preset not in PRESETS:
         raise UserError(f"model.preset: unknown preset '{preset}'. Choose one of {', '.join(PRESETS)}.")
-    return BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id or 0,
-                      max_position_embeddings=max_position, hidden_dropout_prob=dropout,
-                      attention_probs_dropout_prob=dropout, **PRESETS[preset])
+    pad = tokenizer.pad_token_id or 0
+    common = dict(vocab_size=len(tokenizer), pad_token_id=pad, hidden_dropout_prob=dropout,
+                  attention_probs_dropout_prob=dropout, **PRESETS[preset])
+    if norm == "pre":
+        from transformers import RobertaPreLayerNormConfig
+
+        # RoBERTa numbers positions from pad_token_id + 1, so it needs pad + 1 more position embeddings.
+        return RobertaPreLayerNormConfig(max_position_embeddings=max_position + pad + 1, type_vocab_size=2,
+                                         bos_token_id=getattr(tokenizer, "cls_token_id", None),
+                                         eos_token_id=getattr(tokenizer, "sep_token_id", None), **common)
+    from transformers import BertConfig
+
+    return BertConfig(max_position_embeddings=max_position, **common)
 
 
-def build_mlm(preset: str, tokenizer, max_position: int = 512, dropout: float = 0.1):
-    """A randomly initialised BERT masked-LM of a preset size (seed first for a reproducible init)."""
-    from transformers import BertForMaskedLM
+def build_mlm(preset: str, tokenizer, max_position: int = 512, dropout: float = 0.1, norm: str = "post"):
+    """A randomly initialised masked-LM of a preset size (seed first for a reproducible init)."""
+    from transformers import AutoModelForMaskedLM
 
-    return BertForMaskedLM(preset_config(preset, tokenizer, max_position, dropout))
+    return AutoModelForMaskedLM.from_config(preset_config(preset, tokenizer, max_position, dropout, norm))
 
 
 def load_mlm(name: str):

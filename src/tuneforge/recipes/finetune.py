@@ -1,4 +1,5 @@
-"""Fine-tune a text classifier: data → coverage check → model → auto settings → train → evaluate → final/."""
+"""Fine-tune a text classifier: data → coverage check → model → auto settings → train → evaluate → calibrate →
+final/ (with its model card) and the report (with the TF-IDF baseline beside the transformer)."""
 from __future__ import annotations
 
 import hashlib
@@ -12,11 +13,25 @@ from tuneforge.config import FinetuneConfig, to_yaml
 from tuneforge.data.coverage import measure_coverage
 from tuneforge.data.encode import LengthGroupedBatches, encode_texts
 from tuneforge.data.labels import LabelSpace
+from tuneforge.data.quality import check_splits
 from tuneforge.data.sources import file_sha256
 from tuneforge.data.splits import load_splits, split_record
+from tuneforge.evaluate.analysis import (
+    analyse,
+    baseline_scalars,
+    calibration_scalars,
+    label_counts,
+)
+from tuneforge.evaluate.baseline import baseline_unavailable, run_baseline
+from tuneforge.evaluate.calibration import fit_temperature
+from tuneforge.evaluate.model_card import model_card
 from tuneforge.evaluate.report import write_report
 from tuneforge.evaluate.stream import evaluate_classifier
-from tuneforge.model.artifact import atomic_write_text, save_model_folder
+from tuneforge.model.artifact import (
+    atomic_write_text,
+    package_versions,
+    save_model_folder,
+)
 from tuneforge.model.build import load_classifier, load_tokenizer
 from tuneforge.model.vocab import extend_vocabulary
 from tuneforge.recipes.run_dir import prepare_run_dir, resume_state, say
@@ -38,6 +53,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     accelerator.wait_for_everyone()
 
     splits, labels, targets = _load_data(cfg)
+    data_check = _quick_check(cfg, splits, accelerator)
     tokenizer, model, coverage, warning, added = _build_model(cfg, splits, labels, accelerator)
     n_train = len(splits["train"].texts)
     cfg, why = resolve_auto(cfg, n_train, model.config.hidden_size, bool(added), world_size())
@@ -57,31 +73,108 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     objective = make_objective("classification", multi_label=labels.multi_label, weights=weights)
     pad_id = tokenizer.pad_token_id or 0
 
-    def evaluate(m, split="validation"):
+    def evaluate(m, split="validation", details=False):
         return evaluate_classifier(accelerator.unwrap_model(m), encoded[split], labels.names, labels.multi_label,
                                    batch_size=cfg.eval.batch_size, pad_id=pad_id, device=accelerator.device,
                                    rank=accelerator.process_index, world=accelerator.num_processes,
-                                   reduce=lambda t: accelerator.reduce(t, "sum"), autocast=accelerator.autocast)
+                                   reduce=lambda t: accelerator.reduce(t, "sum"), autocast=accelerator.autocast,
+                                   details=details)
 
     state = resume_state(accelerator, run_dir) if resume else LoopState()
     MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process).truncate_after(state.step)
     state = fit(accelerator, model, optimizer, scheduler, LengthGroupedBatches(encoded["train"], pad_id), objective,
                 evaluate, _loop_config(cfg, run_dir, steps), state)
 
-    # Final evaluation on the best weights, then the self-describing model folder and the report.
-    results = {name: evaluate(model, name) for name in ("validation", "test") if name in encoded}
+    # Final evaluation on the best weights with per-row outputs, temperature fitted on validation, then the
+    # self-describing model folder (temperature in config.json, model card) and the report.
+    results, rows, temperature, why = _final_evaluation(cfg, evaluate, accelerator.unwrap_model(model), labels, encoded)
     checksum = torch.tensor([sum(p.detach().double().sum().item() for p in model.parameters())], device=accelerator.device)
     summary = {"run_dir": str(run_dir), "final": str(run_dir / "final"), "metrics": results,
                "steps": state.step, "best_step": state.best_step, "stop_reason": state.stop_reason,
                "train_seconds": round(state.train_seconds, 2),
                "train_samples_per_s": round(state.samples / max(state.train_seconds, 1e-9), 2),
-               "vocab_added": len(added), "coverage": coverage.summary(), "warning": warning}
+               "vocab_added": len(added), "coverage": coverage.summary(), "warning": warning, "data_check": data_check}
     checksums = accelerator.gather(checksum).tolist()
     if accelerator.is_main_process:
-        _write_outputs(accelerator.unwrap_model(model), tokenizer, cfg, splits, labels, summary, checksums, run_dir)
+        _write_outputs(accelerator.unwrap_model(model), tokenizer, cfg, splits, labels, summary, checksums, run_dir,
+                       _analysis(cfg, splits, labels, rows, (temperature, why), summary))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
+
+
+def _final_evaluation(cfg: FinetuneConfig, evaluate, model, labels: LabelSpace, encoded: dict):
+    """Metrics and per-row outputs on validation and test; the temperature, also set on `model.config` (the
+    unwrapped model), or None and why not."""
+    results, rows = {}, {}
+    for name in ("validation", "test"):
+        if name in encoded:
+            results[name], rows[name] = evaluate(model, name, details=True)
+    val = rows.get("validation")
+    temperature, why = None, "eval.calibrate is off"
+    if hasattr(model.config, "tuneforge_temperature"):
+        del model.config.tuneforge_temperature  # one inherited from the base model does not fit these weights
+    if cfg.eval.calibrate and not labels.multi_label and val is not None:
+        if len(val) and (val.pred != val.true).any():
+            temperature, why = fit_temperature(val.logits, val.true), None
+            model.config.tuneforge_temperature = temperature  # saved in config.json; predict() divides logits by it
+        else:
+            # Without a single mistake the NLL falls forever as T → 0: any fitted T would be the search bound.
+            why = "the validation set has no mistakes, so a temperature cannot be fitted on it"
+    return results, rows, temperature, why
+
+
+def _analysis(cfg: FinetuneConfig, splits, labels: LabelSpace, rows: dict, fitted: tuple[float | None, str | None],
+              summary: dict) -> dict:
+    """Report sections for the report split (test, else validation): CI, calibration, worst errors, baseline."""
+    split = "test" if "test" in summary["metrics"] else "validation"
+    baseline = None
+    if cfg.eval.baseline and labels.multi_label:
+        baseline = baseline_unavailable("the TF-IDF baseline covers single-label tasks only; this one is multi-label.")
+    elif cfg.eval.baseline:
+        baseline = run_baseline(splits["train"].texts, labels.encode(splits["train"].labels).tolist(),
+                                splits[split].texts, labels.encode(splits[split].labels).tolist(), labels.names,
+                                seed=cfg.train.seed)
+    temperature, why = fitted
+    fitted_on = "validation" if split != "validation" else "validation (the same rows it is measured on)"
+    out = analyse(rows.get(split), splits[split].texts, labels.names, temperature=temperature or 1.0,
+                  fitted_on=fitted_on if temperature else "none", note=why,
+                  bootstrap_samples=cfg.eval.bootstrap_samples, seed=cfg.train.seed,
+                  row_numbers=splits[split].rows, baseline=baseline)
+    summary["calibration"] = calibration_scalars(out["calibration"])
+    summary["baseline"] = baseline_scalars(baseline)
+    summary["ci"] = out["ci"]
+    return {**out, "split": split}
+
+
+def _quick_check(cfg: FinetuneConfig, splits, accelerator) -> dict | None:
+    """Exact duplicates, label conflicts and leakage into validation/test: the model-free checks that take
+    seconds (near duplicates and suspect labels are left to `tuneforge data check`)."""
+    if not cfg.data.check:
+        return None
+    found = check_splits({n: (s.texts, [json.dumps(x) if isinstance(x, list) else x for x in s.labels])
+                          for n, s in splits.items()}, near=False)
+    problems = {k: found["problems"][k] for k in ("duplicates", "conflicts", "leakage")}
+    if any(problems.values()):
+        say(accelerator, "data check: " + ", ".join(f"{k} {v}" for k, v in problems.items()) +
+            " (rows; `tuneforge data check` lists them)")
+    return problems
+
+
+def _notes(splits, summary: dict) -> list[str]:
+    notes = [summary["warning"]] if summary["warning"] else []
+    if summary["vocab_added"]:
+        notes.append(f"{summary['vocab_added']} tokens were added to the vocabulary for this data.")
+    check = summary.get("data_check")
+    if check and any(check.values()):
+        notes.append(f"Data check: {check['duplicates']} duplicate rows, {check['conflicts']} texts with conflicting "
+                     f"labels, {check['leakage']} validation/test texts also in train. Run `tuneforge data check` for "
+                     "the rows, near duplicates and suspect labels.")
+    for name, s in splits.items():
+        if s.pii:
+            found = ", ".join(f"{k} {v}" for k, v in s.pii.items() if v) or "none found"
+            notes.append(f"Personal data redacted in {name} ({s.source}): {found}.")
+    return notes
 
 
 def _load_data(cfg: FinetuneConfig):
@@ -119,29 +212,47 @@ def _loop_config(cfg: FinetuneConfig, run_dir: Path, steps: int) -> LoopConfig:
                       log_every=cfg.runtime.log_every_steps, seed=t.seed, progress=cfg.runtime.progress)
 
 
-def _write_outputs(model, tokenizer, cfg: FinetuneConfig, splits, labels: LabelSpace, summary: dict,
-                   checksums: list[float], run_dir: Path) -> None:
-    config_text = to_yaml(cfg)
+def _manifest(cfg: FinetuneConfig, config_text: str, splits, labels: LabelSpace, summary: dict,
+              checksums: list[float]) -> dict:
     manifest = {
         "task": "classification", "labels": list(labels.names), "multi_label": labels.multi_label,
         "max_length": cfg.data.max_length, "base_model": cfg.model.name,
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
         "data": {n: {"source": s.source, "rows": len(s.texts),
                      "sha256": file_sha256(s.source) if Path(s.source).exists() else None} for n, s in splits.items()},
+        "label_counts": {"train": label_counts(labels.names, labels.encode(splits["train"].labels))},
         "metrics": {split: {k: v for k, v in m.items() if k != "per_class"} for split, m in summary["metrics"].items()},
         "training": {k: summary[k] for k in ("steps", "best_step", "stop_reason", "train_seconds", "train_samples_per_s")},
         "coverage": summary["coverage"], "vocab_added": summary["vocab_added"],
         "rank_weight_checksums": checksums,
     }
+    calibration = summary.get("calibration")
+    if calibration:
+        manifest["calibration"] = calibration
+        if calibration["fitted_on"] != "none":
+            manifest["temperature"] = calibration["temperature"]  # the ONNX predictor falls back to it
+    for key in ("ci", "baseline"):
+        if summary.get(key):
+            manifest[key] = summary[key]
+    return manifest
+
+
+def _write_outputs(model, tokenizer, cfg: FinetuneConfig, splits, labels: LabelSpace, summary: dict,
+                   checksums: list[float], run_dir: Path, analysis: dict) -> None:
+    config_text = to_yaml(cfg)
+    manifest = _manifest(cfg, config_text, splits, labels, summary, checksums)
+    split, notes = analysis["split"], _notes(splits, summary)
+    metrics = summary["metrics"][split]
+    card = model_card({**manifest, "versions": package_versions()}, metrics, split=split, config_yaml=config_text,
+                      ci=analysis["ci"], calibration=analysis["calibration"], baseline=analysis["baseline"],
+                      train_seconds=summary["train_seconds"], notes=notes)
     log = (run_dir / "metrics.jsonl").read_text(encoding="utf-8") if (run_dir / "metrics.jsonl").exists() else ""
     save_model_folder(model, tokenizer, run_dir / "final", manifest,
-                      extra_files={"metrics.jsonl": log, "training_config.yaml": config_text})
-    split = "test" if "test" in summary["metrics"] else "validation"
+                      extra_files={"metrics.jsonl": log, "training_config.yaml": config_text, "README.md": card})
     history = [json.loads(x) for x in log.splitlines() if x.strip()]
-    notes = [summary["warning"]] if summary["warning"] else []
-    if summary["vocab_added"]:
-        notes.append(f"{summary['vocab_added']} tokens were added to the vocabulary for this data.")
-    summary["report"] = str(write_report(run_dir / "report", summary["metrics"][split], labels.names, history,
-                                         title=f"TuneForge fine-tune — {split} set", notes=notes))
+    summary["report"] = str(write_report(
+        run_dir / "report", metrics, labels.names, history, title=f"TuneForge fine-tune — {split} set", notes=notes,
+        ci=analysis["ci"], calibration=analysis["calibration"], errors=analysis["errors"],
+        baseline=analysis["baseline"], train_seconds=summary["train_seconds"], split=f"the {split} set"))
     summary["report_split"] = split
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))

@@ -52,6 +52,8 @@ def _check(cfg: PretrainConfig) -> None:
                         "model.name (continue an encoder, e.g. --model minilm-l6).")
     if m.name and cfg.tokenizer.path:
         raise UserError("tokenizer.path: a continued model keeps its own tokenizer; drop --tokenizer or use --preset.")
+    if m.name and m.norm != "post":
+        raise UserError("model.norm: a continued model keeps its own architecture; drop model.norm or use --preset.")
 
 
 def _tokenizer(cfg: PretrainConfig, run_dir: Path, accelerator):
@@ -74,7 +76,9 @@ def _packed(cfg: PretrainConfig, sources, tokenizer, accelerator) -> tuple[Packe
     params = {"text_column": d.text_column, "normalize": d.normalize, "dedup": d.dedup, "min_chars": d.min_chars,
               "max_chars": d.max_chars, "whole_word": cfg.mlm.whole_word,
               # whole-word streams differ with and without jieba (Chinese words vs single characters)
-              "jieba": cfg.mlm.whole_word and importlib.util.find_spec("jieba") is not None}
+              "jieba": cfg.mlm.whole_word and importlib.util.find_spec("jieba") is not None,
+              # only when on, so caches built before the option existed keep their keys
+              **({"redact_pii": True} if d.redact_pii else {})}
     hashes = [file_sha256(p) for p in sources]  # read once: the cache key and the manifest both use them
     key = cache_key(hashes, params, tokenizer)
     root = Path(d.cache_dir) if d.cache_dir else default_cache_dir()
@@ -84,7 +88,8 @@ def _packed(cfg: PretrainConfig, sources, tokenizer, accelerator) -> tuple[Packe
         progress = make_progress(cfg.runtime.progress)
         with progress:
             task = progress.add_task("tokenize", total=None, info="texts")
-            texts = iter_clean_texts(sources, d.text_column, d.normalize, d.dedup, d.min_chars, d.max_chars, stats)
+            texts = iter_clean_texts(sources, d.text_column, d.normalize, d.dedup, d.min_chars, d.max_chars, stats,
+                                     redact_pii=d.redact_pii)
             meta = build_token_stream(texts, tokenizer, folder, cfg.mlm.whole_word,
                                       on_chunk=lambda n: progress.advance(task, n))
         meta["clean"] = {k: v for k, v in vars(stats).items()}
@@ -110,7 +115,7 @@ def _packed(cfg: PretrainConfig, sources, tokenizer, accelerator) -> tuple[Packe
 def _model(cfg: PretrainConfig, tokenizer):
     set_seed(cfg.train.seed)
     if cfg.model.preset:
-        return build_mlm(cfg.model.preset, tokenizer, cfg.model.max_position, cfg.model.dropout)
+        return build_mlm(cfg.model.preset, tokenizer, cfg.model.max_position, cfg.model.dropout, cfg.model.norm)
     model = load_mlm(cfg.model.name)
     if model.config.max_position_embeddings < cfg.data.block_size:
         raise UserError(f"data.block_size {cfg.data.block_size} exceeds the model's {model.config.max_position_embeddings} positions.")

@@ -18,7 +18,8 @@ def train_tokenizer_folder(data: CorpusConfig, tok: TokenizerConfig, out: Path, 
                         "(256 bytes + 5 special tokens).")
     sources = expand_sources(data.corpus)
     stats = CleanStats()
-    texts = iter_clean_texts(sources, data.text_column, data.normalize, data.dedup, data.min_chars, data.max_chars, stats)
+    texts = iter_clean_texts(sources, data.text_column, data.normalize, data.dedup, data.min_chars, data.max_chars, stats,
+                             redact_pii=data.redact_pii)
     tokenizer = train_tokenizer(texts, tok.type, tok.vocab_size, tok.lowercase, tok.strip_accents, tok.min_frequency,
                                 model_max_length=model_max_length)
     if stats.kept == 0:

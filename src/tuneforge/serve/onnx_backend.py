@@ -10,7 +10,7 @@ from tuneforge.data.encode import Encoded, collate, sorted_batches
 from tuneforge.data.labels import LabelSpace
 from tuneforge.errors import UserError
 from tuneforge.model.pooling import POOLINGS
-from tuneforge.serve.predictor import Predictor
+from tuneforge.serve.predictor import Predictor, stored_temperature
 
 ONNX_FILE = "model.onnx"
 
@@ -63,13 +63,14 @@ class OnnxPredictor(Predictor):
     encoders give embeddings (mean or cls pooling: the graph outputs only the last hidden state)."""
 
     def __init__(self, session, tokenizer, config, max_length: int = 128, batch_size: int = 64,
-                 normalize: bool = True, folder: str = "model"):
+                 normalize: bool = True, folder: str = "model", temperature: float | None = None):
         self.session, self.tokenizer, self.folder = session, tokenizer, folder
         self.max_length, self.batch_size, self.normalize = max_length, batch_size, normalize
         self.model = None  # no PyTorch module behind this predictor
         self.output = session.get_outputs()[0].name
         self._forward = onnx_forward(session)
         self.labels = LabelSpace.from_model_config(config) if self.output == "logits" else None
+        self.temperature = temperature if temperature is not None else stored_temperature(config)
 
     @classmethod
     def load(cls, path: str, threads: int | None = None, **kwargs) -> OnnxPredictor:
@@ -79,9 +80,12 @@ class OnnxPredictor(Predictor):
         from tuneforge.model.build import load_tokenizer
 
         folder = Path(path)
-        kwargs.setdefault("max_length", read_manifest(folder).get("max_length", 128))
+        manifest = read_manifest(folder)
+        kwargs.setdefault("max_length", manifest.get("max_length", 128))
         session = open_session(folder / ONNX_FILE, threads)
-        return cls(session, load_tokenizer(str(folder)), AutoConfig.from_pretrained(folder), folder=str(path), **kwargs)
+        config = AutoConfig.from_pretrained(folder)
+        return cls(session, load_tokenizer(str(folder)), config, folder=str(path),
+                   temperature=stored_temperature(config, manifest), **kwargs)
 
     def _outputs(self, data: Encoded):
         pad = self.tokenizer.pad_token_id or 0
@@ -96,7 +100,7 @@ class OnnxPredictor(Predictor):
         out = np.zeros((len(texts), len(self.labels.names)), dtype=np.float32)
         for index, _, logits in self._outputs(self._encode(texts)):
             logits = logits.astype(np.float32)
-            out[index] = 1 / (1 + np.exp(-logits)) if self.labels.multi_label else _softmax(logits)
+            out[index] = 1 / (1 + np.exp(-logits)) if self.labels.multi_label else _softmax(logits / self.temperature)
         return out
 
     def embed(self, texts: list[str], pooling: str = "mean", return_hidden: bool = False):

@@ -10,6 +10,15 @@ from tuneforge.data.sources import clean_text
 from tuneforge.model.pooling import POOLINGS, pool
 
 
+def stored_temperature(config, manifest: dict | None = None) -> float:
+    """The softmax temperature fitted at fine-tune time (config.json `tuneforge_temperature`, else the manifest's
+    `temperature`); 1.0 when there is none. Argmax is the same at any T; the probabilities are calibrated."""
+    t = getattr(config, "tuneforge_temperature", None)
+    if t is None and manifest:
+        t = manifest.get("temperature")
+    return float(t) if t and float(t) > 0 else 1.0
+
+
 class Predictor:
     """`tuneforge.load(path)` returns this. Batches are sorted by length; outputs keep input order."""
 
@@ -19,6 +28,7 @@ class Predictor:
         config = model.config
         is_classifier = type(model).__name__.endswith("ForSequenceClassification")
         self.labels = LabelSpace.from_model_config(config) if is_classifier else None
+        self.temperature = stored_temperature(config)  # single-label only: sigmoid outputs are not rescaled
 
     @classmethod
     def load(cls, path: str, **kwargs) -> Predictor:
@@ -56,7 +66,7 @@ class Predictor:
         out = np.zeros((len(texts), len(self.labels.names)), dtype=np.float32)
         for index, batch in self._batches(data):
             logits = self.model(**batch).logits.float()
-            probs = torch.sigmoid(logits) if self.labels.multi_label else torch.softmax(logits, -1)
+            probs = torch.sigmoid(logits) if self.labels.multi_label else torch.softmax(logits / self.temperature, -1)
             out[index] = probs.cpu().numpy()
         return out
 
