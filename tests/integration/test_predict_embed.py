@@ -182,3 +182,19 @@ def test_embed_fine_tuned_model(trained, tmp_path):
 
     expected = tuneforge.load(str(trained["final"])).embed(TEXTS[:3], "cls")
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
+
+
+def test_bf16_weights_give_the_same_labels(trained):
+    import torch
+
+    import tuneforge
+    from tuneforge.errors import UserError
+
+    fp32 = tuneforge.load(str(trained["final"]))
+    bf16 = tuneforge.load(str(trained["final"]), precision="bf16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    a, b = fp32.predict_proba(TEXTS), bf16.predict_proba(TEXTS)
+    assert (a.argmax(1) == b.argmax(1)).all() and abs(a - b).max() < 0.05
+    assert bf16.embed(TEXTS).dtype.name == "float32"
+    with pytest.raises(UserError, match="precision 'fp16'"):
+        tuneforge.load(str(trained["final"]), precision="fp16")

@@ -12,9 +12,10 @@ from tuneforge.errors import UserError
 from tuneforge.serve.predictor import Predictor
 
 
-def predict_file(model_path: str, input_path: str, output: str, text_column: str = "text", batch_size: int = 64) -> int:
+def predict_file(model_path: str, input_path: str, output: str, text_column: str = "text", batch_size: int = 64,
+                 precision: str = "fp32") -> int:
     texts = read_texts(input_path, text_column, normalize=False)
-    predictor = Predictor.load(model_path, batch_size=batch_size)
+    predictor = Predictor.load(model_path, batch_size=batch_size, precision=precision)
     if predictor.labels is None:
         raise UserError(f"{model_path}: has no classification head; use `tuneforge embed` for encoders.")
     out = Path(output)
