@@ -50,11 +50,14 @@ def curve(run_dir: Path) -> list[dict]:
     return [{k: r[k] for k in ("step", "perplexity", "loss", "masked_accuracy")} for r in rows if r.get("split")]
 
 
-def train_speed(run_dir: Path) -> dict:
+def train_speed(run_dir: Path, summary: dict) -> dict:
+    """Median tokens/s over the logged windows; its MFU uses the run's final peak (the better of the start and end
+    measurements), since a neighbour's load at start depresses the peak the per-window log lines divide by."""
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     tps = sorted(r["tokens_per_s"] for r in rows if "tokens_per_s" in r)
-    return {"median_window_tokens_per_s": tps[len(tps) // 2] if tps else None,
-            "median_window_mfu": sorted(r["mfu"] for r in rows if "mfu" in r)[len(tps) // 2] if tps else None}
+    median = tps[len(tps) // 2] if tps else None
+    return {"median_window_tokens_per_s": median,
+            "median_window_mfu": round(median * summary["flops_per_token_6n"] / summary["peak_flops"], 4) if tps else None}
 
 
 def meta() -> dict:
@@ -79,7 +82,7 @@ def pretrain(out: Path, minutes: float, model_args: list[str], tag: str, extra: 
               "tokens_per_s": s["tokens_per_s"], "mfu": s["mfu"], "peak_gflops": round(s["peak_flops"] / 1e9, 1),
               "perplexity_before": (s["initial_metrics"] or {}).get("perplexity"),
               "perplexity_after": s["metrics"]["perplexity"], "masked_accuracy": s["metrics"]["masked_accuracy"],
-              "corpus": s["corpus"], "perplexity_curve": curve(out), **train_speed(out),
+              "corpus": s["corpus"], "perplexity_curve": curve(out), **train_speed(out, s),
               "resolved_config": (out / "config.yaml").read_text(), **meta()}
     (RESULTS / f"pretrain_{tag}.json").write_text(json.dumps(result, indent=2))
     return result
@@ -92,9 +95,10 @@ def random_init_folder(tokenizer_dir: Path, out: Path, seed: int) -> Path:
     from tuneforge.model.mlm import build_mlm
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    dropout = json.loads((tokenizer_dir / "config.json").read_text())["hidden_dropout_prob"]  # same architecture
+    config = json.loads((tokenizer_dir / "config.json").read_text())  # the same architecture as the pretrained one
+    norm = "pre" if config["model_type"] == "roberta-prelayernorm" else "post"
     set_seed(seed)
-    build_mlm("mini", tok, dropout=dropout).save_pretrained(out)
+    build_mlm("mini", tok, dropout=config["hidden_dropout_prob"], norm=norm).save_pretrained(out)
     tok.save_pretrained(out)
     return out
 

@@ -12,7 +12,11 @@ def build_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimi
         # Biases and LayerNorm weights (1-D) are not decayed, as in BERT.
         (no_decay if p.ndim < 2 else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, foreach=True)
+    try:
+        # One fused kernel per parameter group (CPU and GPU since torch 2.4): what HF Trainer uses by default.
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
+        return torch.optim.AdamW(groups, lr=lr, foreach=True)
 
 
 class ProgressSchedule:
