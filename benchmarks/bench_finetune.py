@@ -5,6 +5,7 @@ Usage:
     python benchmarks/bench_finetune.py --train-rows 1000        # quick (what `make bench` runs)
     python benchmarks/bench_finetune.py --train-rows 0           # all 67,349 train rows
     python benchmarks/bench_finetune.py --train-rows 64 --dev-rows 64 --eval-rows 100,300 --tag smoke
+    python benchmarks/bench_finetune.py --seeds 42,43,44 --precision bf16   # 3 seeds; every run in bf16 autocast
 
 Three runs with the same rows, hyperparameters and seed (max_length 128, batch 32, lr 1e-4, warm-up 0.1, weight
 decay 0.01, seed 42, fp32, CPU, same thread count, no evaluation or checkpoint during training):
@@ -13,7 +14,11 @@ decay 0.01, seed 42, fp32, CPU, same thread count, no evaluation or checkpoint d
   trainer-strongest  HF Trainer with dynamic padding (DataCollatorWithPadding), train_sampling_strategy=
                      "group_by_length", dataloader_num_workers=0
 Every run is its own child process, so its peak RSS (ru_maxrss) is its own. The order rotates per repeat
-(`--repeats K`, medians reported). All runs drop the last partial batch, so all do floor(rows / 32) steps per epoch.
+(`--repeats K`, medians reported). With `--seeds a,b,c` repeat k uses seed k (every run the same seed), speeds
+are medians and accuracies are means over the seeds: one seed's accuracy on 872 dev rows moves by about a point
+with the batch order alone, more than the 0.5-point target. `--precision bf16` runs all three in bf16 autocast
+(TuneForge runtime.precision=bf16, Trainer bf16=True); the default is fp32 for all.
+All runs drop the last partial batch, so all do floor(rows / 32) steps per epoch.
 TuneForge's validation file is 128 SST-2 train rows outside the subset (the Trainers use none); with
 eval.every_steps beyond the run and early_stopping_patience=0 its loop still evaluates (and checkpoints) once, at
 the final step, so "best" = final weights. That evaluation, TuneForge's closing validation/dev evaluation, the
@@ -22,7 +27,7 @@ train_seconds; Trainer: train_result.metrics["train_runtime"]).
 
 Throughput numerators are the same for all runs: train rows × epochs (samples/s) and the sum of unpadded token
 lengths of the train rows × epochs (real tokens/s). MFU = 6 × non-embedding params × TuneForge real tokens/s ÷ the
-fp32 matmul peak measured in the same run (best of a measurement before and after the runs).
+matmul peak of the run precision (fp32 or bf16) measured in the same run (best of a measurement before and after the runs).
 Memory check: `tuneforge evaluate` of the TuneForge model on 1k and 10k held-out rows, peak RSS of each.
 Writes benchmarks/results/bench_finetune_<rows>[_<tag>].json; work files go to runs/bench-finetune-<rows>[_<tag>]/.
 """
@@ -99,13 +104,20 @@ def emit(payload: dict) -> None:
     print(MARK + json.dumps(payload), flush=True)
 
 
+def peak_dtype(args):
+    """The matmul dtype MFU is measured against: the run's compute dtype."""
+    import torch
+
+    return torch.bfloat16 if args.precision == "bf16" else torch.float32
+
+
 def child_peak(args) -> None:
     import torch
 
     from tuneforge.train.runtime import measure_matmul_peak
 
     torch.set_num_threads(args.threads)
-    emit({"peak_flops": measure_matmul_peak()})
+    emit({"peak_flops": measure_matmul_peak(dtype=peak_dtype(args))})
 
 
 def child_probe(args) -> None:
@@ -118,7 +130,7 @@ def child_probe(args) -> None:
     from tuneforge.train.runtime import measure_matmul_peak
 
     torch.set_num_threads(args.threads)
-    peak = measure_matmul_peak()
+    peak = measure_matmul_peak(dtype=peak_dtype(args))
     path = resolve_model(HP["model"])
     texts = read_csv(Path(args.work) / "data" / "train.csv")["text"].tolist()
     ids = AutoTokenizer.from_pretrained(path)(texts, truncation=True, max_length=HP["max_length"])["input_ids"]
@@ -129,13 +141,13 @@ def child_probe(args) -> None:
           "max_tokens_per_row": max(lengths), "torch_threads": torch.get_num_threads()})
 
 
-def tuneforge_args(work: Path, epochs: float, threads: int) -> list[str]:
+def tuneforge_args(work: Path, epochs: float, threads: int, seed: int = HP["seed"], precision: str = "fp32") -> list[str]:
     """`tuneforge finetune` arguments: the shared hyperparameters, one evaluation (at the end), no early stop."""
     data, sets = work / "data", {
         "data.max_length": HP["max_length"], "train.batch_size": HP["batch_size"],
         "train.learning_rate": HP["learning_rate"], "train.epochs": epochs, "train.warmup_ratio": HP["warmup_ratio"],
-        "train.weight_decay": HP["weight_decay"], "train.seed": HP["seed"], "train.early_stopping_patience": 0,
-        "eval.every_steps": 10**9, "runtime.precision": HP["precision"], "runtime.device": HP["device"],
+        "train.weight_decay": HP["weight_decay"], "train.seed": seed, "train.early_stopping_patience": 0,
+        "eval.every_steps": 10**9, "runtime.precision": precision, "runtime.device": HP["device"],
         "runtime.threads": threads, "runtime.progress": "false", "model.extend_vocab": "never"}
     out = ["finetune", "--train", str(data / "train.csv"), "--validation", str(data / "validation.csv"),
            "--test", str(data / "dev.csv"), "--model", HP["model"], "--output", str(work / "tuneforge"), "--overwrite"]
@@ -147,7 +159,7 @@ def tuneforge_args(work: Path, epochs: float, threads: int) -> list[str]:
 def child_tuneforge(args) -> None:
     """`python -m tuneforge finetune ...`, in this process (same entry point) so ru_maxrss is the run's own."""
     work = Path(args.work)
-    sys.argv = ["tuneforge", *tuneforge_args(work, args.epochs, args.threads)]
+    sys.argv = ["tuneforge", *tuneforge_args(work, args.epochs, args.threads, args.seed, args.precision)]
     from tuneforge.cli import main
 
     main()
@@ -155,21 +167,24 @@ def child_tuneforge(args) -> None:
     log = [json.loads(x) for x in (work / "tuneforge" / "metrics.jsonl").read_text().splitlines() if x.strip()]
     train_log = [r for r in log if "loss" in r and r.get("split") is None]
     emit({"train_seconds": summary["train_seconds"], "steps": summary["steps"],
-          "dev_accuracy": summary["metrics"]["test"]["accuracy"], "stop_reason": summary["stop_reason"],
+          "dev_accuracy": summary["metrics"]["test"]["accuracy"], "stop_reason": summary["stop_reason"], "seed": args.seed,
           "evaluations_during_training": sum(r.get("split") == "validation" for r in log),
           "tokens_seen": train_log[-1]["tokens"] if train_log else None,
           "tuneforge_samples_per_s": summary["train_samples_per_s"]})
 
 
-def trainer_arguments(work: Path, style: str, epochs: float, threads: int) -> dict:
-    """TrainingArguments (transformers 5 names): no eval, no checkpoints, no reporting; CPU, fp32."""
+def trainer_arguments(work: Path, style: str, epochs: float, threads: int, seed: int = HP["seed"],
+                      precision: str = "fp32") -> dict:
+    """TrainingArguments (transformers 5 names): no eval, no checkpoints, no reporting; CPU, fp32 unless bf16."""
     kw = {"output_dir": str(work / style), "num_train_epochs": epochs, "per_device_train_batch_size": HP["batch_size"],
           "per_device_eval_batch_size": 128, "learning_rate": HP["learning_rate"],
           "warmup_steps": HP["warmup_ratio"],  # a float < 1 is a ratio (warmup_ratio is gone in v5)
-          "weight_decay": HP["weight_decay"], "lr_scheduler_type": "linear", "seed": HP["seed"], "use_cpu": True,
+          "weight_decay": HP["weight_decay"], "lr_scheduler_type": "linear", "seed": seed, "use_cpu": True,
           "eval_strategy": "no", "save_strategy": "no", "report_to": "none", "disable_tqdm": True,
           "dataloader_drop_last": True,  # TuneForge drops the partial batch too: same optimizer steps
           "dataloader_num_workers": 0}
+    if precision == "bf16":
+        kw["bf16"] = True  # CPU autocast to bfloat16, as TuneForge's runtime.precision=bf16
     if style == "trainer-strongest":
         kw.update(train_sampling_strategy="group_by_length", dataloader_pin_memory=False)
     return kw
@@ -227,15 +242,16 @@ def child_trainer(args) -> None:
     style, work, path = args.child, Path(args.work), resolve_model(HP["model"])
     tokenizer = AutoTokenizer.from_pretrained(path)
     train, dev = trainer_datasets(tokenizer, work, style)
-    set_seed(HP["seed"])  # as run_glue.py: seed before the model, so the new head's init is seeded
+    set_seed(args.seed)  # as run_glue.py: seed before the model, so the new head's init is seeded
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
-    kw = trainer_arguments(work, style, args.epochs, args.threads)
+    kw = trainer_arguments(work, style, args.epochs, args.threads, args.seed, args.precision)
     collator = default_data_collator if style == "trainer-runglue" else DataCollatorWithPadding(tokenizer)
     trainer = Trainer(model=model, args=TrainingArguments(**kw), train_dataset=train, data_collator=collator,
                       processing_class=tokenizer)
     result = trainer.train()
     accuracy = dev_accuracy(trainer.model, dev, collator)
     emit({"train_seconds": result.metrics["train_runtime"], "steps": result.global_step, "dev_accuracy": accuracy,
+          "seed": args.seed,
           "training_arguments": kw, "torch_threads": torch.get_num_threads()})
 
 
@@ -258,7 +274,7 @@ CHILDREN = {"peak": child_peak, "probe": child_probe, "tuneforge": child_tunefor
 def run_child(mode: str, args, log_name: str, extra: list[str] | None = None) -> dict:
     """Run one child mode of this script; its output goes to a log file, its result line comes back."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--work", str(args.work),
-           "--epochs", str(args.epochs), "--threads", str(args.threads), *(extra or [])]
+           "--epochs", str(args.epochs), "--threads", str(args.threads), "--precision", args.precision, *(extra or [])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
     print(f"  {log_name} ...", end="", flush=True)
     start = time.perf_counter()
@@ -276,12 +292,15 @@ def run_child(mode: str, args, log_name: str, extra: list[str] | None = None) ->
 
 
 def median_run(repeats: list[dict], rows: int, tokens: int, epochs: float) -> dict:
-    """Median train seconds / RSS / accuracy over repeats, and the throughputs from the median seconds."""
+    """Median train seconds / RSS over repeats, throughputs from the median seconds; accuracy: the mean over the
+    repeats (different seeds: the expected accuracy; one seed: all repeats agree, the mean is that value)."""
     seconds = statistics.median(r["train_seconds"] for r in repeats)
+    accuracies = [r["dev_accuracy"] for r in repeats]
     return {"train_seconds": round(seconds, 2), "train_samples_per_s": round(rows * epochs / seconds, 2),
             "real_tokens_per_s": round(tokens * epochs / seconds, 1),
             "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in repeats),
-            "dev_accuracy": statistics.median(r["dev_accuracy"] for r in repeats),
+            "dev_accuracy": round(statistics.fmean(accuracies), 5),
+            "dev_accuracy_sd": round(statistics.stdev(accuracies), 5) if len(accuracies) > 1 else 0.0,
             "steps": repeats[0]["steps"], "repeats": repeats}
 
 
@@ -315,9 +334,10 @@ def compare(runs: dict, probe: dict, peak: float, evals: dict) -> dict:
 
 def commands(args) -> dict:
     script = "python benchmarks/bench_finetune.py"
-    common = f"--work {args.work} --epochs {args.epochs} --threads {args.threads}"
+    common = f"--work {args.work} --epochs {args.epochs} --threads {args.threads} --precision {args.precision} --seed <seed>"
+    tf_args = tuneforge_args(Path(args.work), args.epochs, args.threads, 0, args.precision)
     return {"benchmark": " ".join(["python", *sys.argv]),
-            "tuneforge": "python -m tuneforge " + " ".join(tuneforge_args(Path(args.work), args.epochs, args.threads)),
+            "tuneforge": "python -m tuneforge " + " ".join(tf_args).replace("train.seed=0", "train.seed=<seed>"),
             "trainer-runglue": f"{script} --child trainer-runglue {common}",
             "trainer-strongest": f"{script} --child trainer-strongest {common}",
             "evaluate": f"python -m tuneforge evaluate --model {Path(args.work) / 'tuneforge' / 'final'} "
@@ -331,8 +351,9 @@ def run_all(args) -> tuple[dict, dict, dict, list]:
     for k in range(args.repeats):
         order = RUNS[k % 3:] + RUNS[:k % 3]
         orders.append(list(order))
+        seed = args.seeds[k % len(args.seeds)]
         for name in order:
-            raw[name].append(run_child(name, args, f"{name}-r{k + 1}"))
+            raw[name].append(run_child(name, args, f"{name}-r{k + 1}", ["--seed", str(seed)]))
     final = str(Path(args.work) / "tuneforge" / "final")
     evals = {str(n): run_child("evaluate", args, f"evaluate-{n}", ["--model-dir", final, "--eval-file",
                                                                    str(Path(args.work) / "data" / f"eval_{n}.csv")])
@@ -356,7 +377,7 @@ def print_table(result: dict) -> None:
     console = Console(width=max(110, Console().width))
     console.print(table)
     e, m = result["efficiency"], result["eval_memory"]
-    console.print(f"MFU {e['mfu']:.1%} of the measured fp32 peak {e['peak_flops'] / 1e9:.1f} GFLOP/s · "
+    console.print(f"MFU {e['mfu']:.1%} of the measured {result['hyperparameters']['precision']} peak {e['peak_flops'] / 1e9:.1f} GFLOP/s · "
                   f"eval RSS {m['peak_rss_mb']} MB, ratio {m['rss_ratio_largest_to_smallest']} · "
                   f"accuracy deltas {result['deltas']}")
     console.print(f"targets met: {result['targets_met']}")
@@ -372,7 +393,8 @@ def benchmark(args) -> None:
     peak = max(probe["peak_flops"], probe["peak_flops_end"])
     runs = {n: median_run(raw[n], data["train_rows"], probe["real_tokens"], args.epochs) for n in RUNS}
     result = {"benchmark": "bench_finetune", "data": data, "epochs": args.epochs, "repeats": args.repeats,
-              "orders": orders, "hyperparameters": HP, "real_tokens": probe["real_tokens"],
+              "orders": orders, "seeds": [args.seeds[k % len(args.seeds)] for k in range(args.repeats)],
+              "hyperparameters": {**HP, "precision": args.precision}, "real_tokens": probe["real_tokens"],
               "mean_tokens_per_row": probe["mean_tokens_per_row"], "runs": runs,
               **compare(runs, probe, peak, evals), "measured_peak_flops": {"start": probe["peak_flops"],
                                                                           "end": probe["peak_flops_end"], "used": peak},
@@ -388,7 +410,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--train-rows", type=int, default=4000, help="training subset size; 0 = all 67,349 rows")
     ap.add_argument("--dev-rows", type=int, default=0, help="first N dev rows (smoke tests only); 0 = all 872")
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--repeats", type=int, default=1, help="runs per configuration; medians are reported")
+    ap.add_argument("--repeats", type=int, default=0, help="runs per configuration (default: one per seed); "
+                                                             "median speeds, mean accuracy")
+    ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[HP["seed"]],
+                    help="training seeds, one per repeat, cycled (comma-separated)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="precision of every run")
+    ap.add_argument("--seed", type=int, default=HP["seed"], help=argparse.SUPPRESS)
     ap.add_argument("--eval-rows", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10000],
                     help="held-out row counts for the evaluation-memory check (comma-separated)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads for every run")
@@ -403,6 +430,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    args.repeats = args.repeats or len(args.seeds)
     if args.child:
         CHILDREN[args.child](args)
     else:

@@ -4,8 +4,8 @@ Usage:  python benchmarks/bench_infer.py [--model runs/bench-sst2-full/run/final
         [--threads N] [--out benchmarks/results/bench_infer.json]
 Quick:  python benchmarks/bench_infer.py --rows 300 --rounds 2
 
-Variants, all on the same fine-tuned folder: TuneForge PyTorch eager (`tuneforge.load(final)`; fp32, and bf16
-weights with `precision="bf16"`), and ONNX Runtime
+Variants, all on the same fine-tuned folder: TuneForge PyTorch eager (`tuneforge.load(final)`; fp32, bf16
+weights with `precision="bf16"`, int8 dynamically quantized linears with `precision="int8"`), and ONNX Runtime
 fp32 and int8 (`tuneforge export`, then `tuneforge.load(export)`), each against the same pipeline numbers.
 - Batch 1: `predict([text])` / `pipe(text)` per SST-2 dev sentence (tokenization included), all four backends
   interleaved per sentence (order rotated) so machine noise hits them alike; p50/p95 after a warm-up.
@@ -14,8 +14,9 @@ fp32 and int8 (`tuneforge export`, then `tuneforge.load(export)`), each against 
   fixed chunks of 32 rows in input order for both; rounds interleaved, median sentences/s.
 - Agreement: predicted labels of each TuneForge variant vs the pipeline's, plus accuracy vs the dev labels.
 torch uses --threads (default: the cores) for both TuneForge and the pipeline; ONNX Runtime gets the same intra-op
-threads (sequential executor, no spinning). Default model: the newest classifier under runs/bench-sst2-*/run/final
-or runs/evidence/*/final; without one, a quick 30-step fine-tune on 500 SST-2 rows into runs/bench-infer-model.
+threads (sequential executor; idle threads spin briefly, as `tuneforge.load` does; the server turns spinning
+off). Default model: the newest classifier under runs/bench-sst2-*/run/final or runs/evidence/*/final; without
+one, a quick 30-step fine-tune on 500 SST-2 rows into runs/bench-infer-model.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
 QUICK_MODEL = ROOT / "runs" / "bench-infer-model"
 PIPELINE = "pipeline"
-VARIANTS = ("eager", "eager_bf16", "onnx_fp32", "onnx_int8")
+VARIANTS = ("eager", "eager_bf16", "eager_int8", "onnx_fp32", "onnx_int8")
 
 
 def read_sst2(path: Path, rows: int | None = None) -> tuple[list[str], list[str]]:
@@ -115,7 +116,8 @@ def load_runners(model: str, exports: dict, threads: int, batch_size: int) -> tu
     info = {PIPELINE: {"dtype": str(pipe.model.dtype), "torch_threads": torch.get_num_threads(),
                        "attn_implementation": pipe.model.config._attn_implementation}}
     predictors = {"eager": tuneforge.load(model, batch_size=batch_size),
-                  "eager_bf16": tuneforge.load(model, batch_size=batch_size, precision="bf16")}
+                  "eager_bf16": tuneforge.load(model, batch_size=batch_size, precision="bf16"),
+                  "eager_int8": tuneforge.load(model, batch_size=batch_size, precision="int8")}
     predictors.update({name: tuneforge.load(e["folder"], batch_size=batch_size, threads=threads)
                        for name, e in exports.items()})
     for name, p in predictors.items():
@@ -196,6 +198,8 @@ def targets(ratios: dict) -> dict:
              "throughput_batch32_eager_ge_2x_pipeline": ("throughput_batch32_eager", 2),
              "batch1_p50_eager_bf16_le_0.5x_pipeline": ("p50_batch1_eager_bf16", 2),
              "throughput_batch32_eager_bf16_ge_2x_pipeline": ("throughput_batch32_eager_bf16", 2),
+             "batch1_p50_eager_int8_le_0.5x_pipeline": ("p50_batch1_eager_int8", 2),
+             "batch1_p50_eager_int8_le_0.33x_pipeline": ("p50_batch1_eager_int8", 3),
              "throughput_batch32_onnx_int8_ge_2x_pipeline": ("throughput_batch32_onnx_int8", 2)}
     met = {name: (ratios[key] >= bound if key in ratios else None) for name, (key, bound) in rules.items()}
     return {**met, "all": all(v is True for v in met.values())}

@@ -6,8 +6,8 @@ Usage:  python benchmarks/pretrain_evidence.py [--minutes 30] [--continued-minut
 1. Corpus (unlabelled): SST-2 train sentences (the text column only), WikiText-2 valid + test, Multi30k
    train (English). The SST-2 dev set is never in it.
 2. `tuneforge pretrain --preset mini` from scratch for --minutes; perplexity curve and tokens/s.
-3. Fine-tune that checkpoint on an SST-2 subset (dev = test), and the same architecture from random init
-   with the same tokenizer, steps and seed; both dev accuracies.
+3. Fine-tune that checkpoint on SST-2 subsets (dev = test), and the same architecture from random init
+   with the same tokenizer, steps and seed, for each of --seeds; dev accuracies per seed and their means.
 4. `tuneforge pretrain --model minilm-l6` (continued) for --continued-minutes; perplexity before and after.
 
 Writes benchmarks/results/pretrain_{scratch_mini,downstream_sst2,continued_minilm}.json.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -103,28 +104,37 @@ def random_init_folder(tokenizer_dir: Path, out: Path, seed: int) -> Path:
     return out
 
 
-def downstream(work: Path, pretrained: Path, rows: int) -> dict:
+def downstream(work: Path, pretrained: Path, rows: int, seeds: list[int]) -> dict:
+    """Fine-tune the pretrained checkpoint and a random init of the same architecture (built with the same seed as
+    the fine-tune) on `rows` SST-2 rows, once per seed; dev accuracy per seed, their mean and the mean gain."""
     from sst2_defaults import prepare
 
     work = work / f"rows-{rows}"
     train, dev = prepare(rows, 0, work / "data")
-    random_dir = random_init_folder(pretrained, work / "random-init", seed=42)
-    common = ["--train", str(train), "--test", str(dev), "--overwrite", "--set", "data.validation_fraction=0.05",
-              "--set", "train.epochs=3", "--set", "train.early_stopping_patience=0", "--set", "train.seed=42",
-              "--set", "runtime.progress=false"]
-    result = {"train_rows": rows, "dev_rows": 872, "runs": {}}
-    for name, model in (("pretrained", pretrained), ("random_init", random_dir)):
-        cmd = tf("finetune", "--model", str(model), "--output", str(work / name), *common)
-        wall = run(cmd)
-        s = json.loads((work / name / "summary.json").read_text())
-        result["runs"][name] = {"command": "tuneforge " + " ".join(cmd[3:]), "wall_seconds": wall,
-                                "dev_accuracy": s["metrics"]["test"]["accuracy"],
-                                "dev_macro_f1": s["metrics"]["test"]["macro_f1"],
-                                "validation_accuracy": s["metrics"]["validation"]["accuracy"],
-                                "steps": s["steps"], "best_step": s["best_step"],
-                                "learning_rate": yaml.safe_load((work / name / "config.yaml").read_text())["train"]["learning_rate"]}
-    r = result["runs"]
-    result["gain_points"] = round(100 * (r["pretrained"]["dev_accuracy"] - r["random_init"]["dev_accuracy"]), 2)
+    result = {"train_rows": rows, "dev_rows": 872, "seeds": seeds, "runs": {"pretrained": {}, "random_init": {}}}
+    for seed in seeds:
+        random_dir = random_init_folder(pretrained, work / f"random-init-{seed}", seed=seed)
+        common = ["--train", str(train), "--test", str(dev), "--overwrite", "--set", "data.validation_fraction=0.05",
+                  "--set", "train.epochs=3", "--set", "train.early_stopping_patience=0", "--set", f"train.seed={seed}",
+                  "--set", "runtime.progress=false"]
+        for name, model in (("pretrained", pretrained), ("random_init", random_dir)):
+            out = work / f"{name}-{seed}"
+            cmd = tf("finetune", "--model", str(model), "--output", str(out), *common)
+            wall = run(cmd)
+            s = json.loads((out / "summary.json").read_text())
+            result["runs"][name].setdefault("per_seed", []).append({
+                "seed": seed, "command": "tuneforge " + " ".join(cmd[3:]), "wall_seconds": wall,
+                "dev_accuracy": s["metrics"]["test"]["accuracy"], "dev_macro_f1": s["metrics"]["test"]["macro_f1"],
+                "validation_accuracy": s["metrics"]["validation"]["accuracy"], "steps": s["steps"],
+                "best_step": s["best_step"],
+                "learning_rate": yaml.safe_load((out / "config.yaml").read_text())["train"]["learning_rate"]})
+    for r in result["runs"].values():
+        accs = [x["dev_accuracy"] for x in r["per_seed"]]
+        r["dev_accuracy"] = round(statistics.fmean(accs), 5)
+        r["dev_accuracy_sd"] = round(statistics.stdev(accs), 5) if len(accs) > 1 else 0.0
+    pt, ri = (result["runs"][k]["per_seed"] for k in ("pretrained", "random_init"))
+    result["gain_points_per_seed"] = [round(100 * (a["dev_accuracy"] - b["dev_accuracy"]), 2) for a, b in zip(pt, ri)]
+    result["gain_points"] = round(statistics.fmean(result["gain_points_per_seed"]), 2)
     return result
 
 
@@ -132,7 +142,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--continued-minutes", type=float, default=10)
-    ap.add_argument("--train-rows", default="8000,2000", help="comma-separated SST-2 subset sizes")
+    ap.add_argument("--train-rows", default="8000,4000,2000,1000", help="comma-separated SST-2 subset sizes")
+    ap.add_argument("--seeds", default="42,43,44", help="fine-tuning seeds (comma-separated); accuracies are means")
     ap.add_argument("--set", action="append", default=[], help="extra --set for the from-scratch pretraining")
     ap.add_argument("--only", default="scratch,downstream,continued")
     ap.add_argument("--precision", default="bf16", help="pretraining precision (fine-tuning stays at the default)")
@@ -147,7 +158,9 @@ def main() -> None:
                                                      args.set).items()
                           if k not in ("perplexity_curve", "resolved_config")}, indent=2))
     if "downstream" in steps:
-        sizes = [downstream(work / "downstream", work / "pt-mini" / "final", int(n)) for n in args.train_rows.split(",")]
+        seeds = [int(x) for x in args.seeds.split(",")]
+        sizes = [downstream(work / "downstream", work / "pt-mini" / "final", int(n), seeds)
+                 for n in args.train_rows.split(",")]
         result = {"benchmark": "pretrain_downstream_sst2", "pretrained": str(work / "pt-mini" / "final"),
                   "subsets": sizes, **meta()}
         (RESULTS / "pretrain_downstream_sst2.json").write_text(json.dumps(result, indent=2))

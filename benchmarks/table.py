@@ -52,10 +52,11 @@ def _pretrain_rows() -> list[str]:
                     f"{r['tokens_per_s']:,.0f} tokens/s, MFU {r['mfu']:.0%} | `pretrain_scratch_mini.json` |")
     if r := _load("pretrain_downstream_sst2.json"):
         for sub in r["subsets"]:
-            runs = sub["runs"]
+            runs, seeds = sub["runs"], len(sub.get("seeds", [0]))
+            mean = f"mean of {seeds} seeds: " if seeds > 1 else ""
             rows.append(f"| SST-2 {sub['train_rows']:,} rows: fine-tune the pretrained `mini` vs the same architecture "
-                        f"from random init (same steps, seed) | dev acc **{runs['pretrained']['dev_accuracy']:.4f}** vs "
-                        f"{runs['random_init']['dev_accuracy']:.4f} ({sub['gain_points']:+.1f} points) | "
+                        f"from random init (same steps, seed) | {mean}dev acc **{runs['pretrained']['dev_accuracy']:.4f}** "
+                        f"vs {runs['random_init']['dev_accuracy']:.4f} ({sub['gain_points']:+.1f} points) | "
                         "`pretrain_downstream_sst2.json` |")
     if r := _load("pretrain_continued_minilm.json"):
         rows.append(f"| Continued MLM pretraining of `minilm-l6`, {r['train_seconds'] / 60:.0f} min (fresh MLM head) | "

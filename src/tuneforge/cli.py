@@ -99,7 +99,7 @@ def predict(
     output: str = typer.Option(..., "--output", "-o", help="JSON lines out: one {text, label, probabilities} per row."),
     text_column: str = typer.Option("text", "--text-column", help=TEXT_HELP),
     batch_size: int = typer.Option(64, "--batch-size", help="Prediction batch size."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16: bf16 weights are ~1.6× faster on CPUs with native bf16 (same labels on SST-2 dev, probabilities within 0.03)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | int8. bf16 weights: ~1.6× faster on CPUs with native bf16. int8: linear layers dynamically quantized (per-channel), fastest at batch 1 on CPU; SST-2 dev accuracy 0.9002 vs 0.8968 fp32."),
 ) -> None:
     """Predict labels and per-class probabilities for every row of a file."""
     from tuneforge.recipes.predict import predict_file
@@ -290,7 +290,7 @@ def serve(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (default: the usable cores minus one for the HTTP side, 1 to 3)."),
     forward_batch_size: int = typer.Option(8, "--forward-batch-size", help="Texts per forward pass: a merged batch is sorted by length and run in sub-batches of this size (less padding)."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 for a PyTorch model folder (bf16: ~1.6× faster on CPUs with native bf16)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | int8 for a PyTorch model folder (bf16: ~1.6× faster on CPUs with native bf16; int8: dynamically quantized linears, CPU)."),
 ) -> None:
     """Serve a model over HTTP: /v1/predict, /v1/embed, /v1/model, /health, /ready, /metrics, /docs and a web page at /."""
     from tuneforge.recipes.serve import serve as run

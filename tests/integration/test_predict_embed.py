@@ -198,3 +198,22 @@ def test_bf16_weights_give_the_same_labels(trained):
     assert bf16.embed(TEXTS).dtype.name == "float32"
     with pytest.raises(UserError, match="precision 'fp16'"):
         tuneforge.load(str(trained["final"]), precision="fp16")
+
+
+def test_int8_linears_keep_the_labels(trained):
+    import torch
+
+    import tuneforge
+
+    fp32 = tuneforge.load(str(trained["final"]))
+    int8 = tuneforge.load(str(trained["final"]), precision="int8")
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    modules = list(int8.model.modules())
+    assert not any(type(m) is torch.nn.Linear for m in modules)  # every float linear was swapped
+    assert sum(isinstance(m, DynamicInt8Linear) for m in modules) >= 2
+    weight = next(m for m in int8.model.modules() if hasattr(m, "weight") and callable(m.weight)).weight()
+    assert weight.dtype == torch.qint8 and weight.qscheme() == torch.per_channel_affine  # per output channel
+    a, b = fp32.predict_proba(TEXTS), int8.predict_proba(TEXTS)
+    assert (a.argmax(1) == b.argmax(1)).all() and abs(a - b).max() < 0.1
+    assert int8.embed(TEXTS).shape == fp32.embed(TEXTS).shape

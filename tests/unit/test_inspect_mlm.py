@@ -165,6 +165,37 @@ def test_sparse_mlm_on_roberta(tok):
     torch.testing.assert_close(loss, F.cross_entropy(full[selected], labels[selected]), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("norm", ["post", "pre"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_document_attention_keeps_packed_texts_apart(tok, norm, attn):
+    torch.manual_seed(5)
+    model = build_mlm("tiny", tok, max_position=64, dropout=0.0, norm=norm).eval()
+    model.config._attn_implementation = attn
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    a, b = tok("alpha beta gamma", add_special_tokens=False)["input_ids"], tok("river stone", add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([[cls, *a, sep, *b, sep]])
+    ends = (ids == sep).long()
+    segments = torch.cumsum(ends, dim=1) - ends
+    labels = torch.full_like(ids, -100)
+    labels[0, 1:] = ids[0, 1:]  # predict every token, so the logits show each position's hidden state
+    with torch.no_grad():
+        _, packed, _ = SparseMLM(model)(ids, torch.ones_like(ids), labels, segment_ids=segments)
+        alone_a = model(input_ids=torch.tensor([[cls, *a, sep]])).logits[0, 1:]
+        alone_b = model(input_ids=torch.tensor([[cls, *b, sep]])).logits[0, 1:]
+        _, mixed, _ = SparseMLM(model)(ids, torch.ones_like(ids), labels)
+    # each text scores exactly as it would alone in fine-tuning ([CLS] text [SEP], positions from the start) …
+    torch.testing.assert_close(packed[:len(a) + 1], alone_a, rtol=1e-4, atol=1e-4)
+    # … except that the second text has no [CLS] of its own to look at, so it must differ from one that has …
+    assert not torch.allclose(packed[len(a) + 1:], alone_b, atol=1e-4)
+    # … and it must not see the first text: changing the first text leaves it untouched
+    other = ids.clone()
+    other[0, 1] = tok.convert_tokens_to_ids("omega")
+    with torch.no_grad():
+        _, changed, _ = SparseMLM(model)(other, torch.ones_like(ids), labels, segment_ids=segments)
+    torch.testing.assert_close(changed[len(a) + 1:], packed[len(a) + 1:], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(mixed[len(a) + 1:], packed[len(a) + 1:], atol=1e-4)  # without it, texts mix
+
+
 def test_parameter_counts(tok, tiny):
     h, v, p = 128, len(tok), 64
     unique = {id(x): x for x in tiny.parameters()}

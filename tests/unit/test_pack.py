@@ -235,6 +235,21 @@ def test_block_batches_collate(tok, batches):
     assert (batch["input_ids"][:, 0] == tok.cls_token_id).all()
 
 
+def test_block_batches_segment_ids_follow_the_seps(tok, batches):
+    index = np.arange(8)
+    with_segments = BlockBatches(batches.corpus, batches.blocks, batches.masker, seed=3, sep_id=tok.sep_token_id)
+    batch = with_segments.collate(index, epoch=0)
+    assert torch.equal(batch["input_ids"], batches.collate(index, epoch=0)["input_ids"])  # same masks as without
+    original, _ = batches.corpus.blocks(batches.blocks[index])
+    seg = batch["segment_ids"]
+    assert seg.shape == original.shape and (seg[:, 0] == 0).all()
+    step = seg[:, 1:] - seg[:, :-1]
+    assert set(step.unique().tolist()) <= {0, 1}
+    # a new text starts exactly after each [SEP]; the [SEP] itself closes the text before it
+    assert torch.equal(step == 1, original[:, :-1] == tok.sep_token_id)
+    assert (seg.max(dim=1).values > 0).any()
+
+
 def test_block_batches_masks_are_fixed_per_index_and_epoch(batches):
     index = np.arange(12)
     a = batches.collate(index, epoch=0)

@@ -122,6 +122,7 @@ class PretrainModelConfig(_Strict):
 class MlmConfig(_Strict):
     mask_rate: float = Field(0.15, gt=0, lt=1, description="Share of tokens selected for prediction (80% [MASK], 10% random, 10% kept).")
     whole_word: bool = Field(False, description="Mask whole words (Chinese: words found by jieba) instead of single tokens.")
+    document_attention: bool = Field(True, description="Each packed text attends only to itself, with positions restarted per text (as in fine-tuning), instead of to every text in its block.")
 
 
 class PretrainTrainConfig(_Strict):

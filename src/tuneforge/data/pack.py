@@ -154,10 +154,14 @@ class PackedCorpus:
 
 
 class BlockBatches:
-    """Training data for the loop: shuffled full blocks, masked afresh per (seed, epoch, batch)."""
+    """Training data for the loop: shuffled full blocks, masked afresh per (seed, epoch, batch).
 
-    def __init__(self, corpus: PackedCorpus, blocks: np.ndarray, masker: Masker, seed: int):
-        self.corpus, self.blocks, self.masker, self.seed = corpus, blocks, masker, seed
+    With `sep_id` the batch also carries `segment_ids`: which packed text each token belongs to (a text ends
+    with its [SEP]), for attention kept within each text.
+    """
+
+    def __init__(self, corpus: PackedCorpus, blocks: np.ndarray, masker: Masker, seed: int, sep_id: int | None = None):
+        self.corpus, self.blocks, self.masker, self.seed, self.sep_id = corpus, blocks, masker, seed, sep_id
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -173,4 +177,8 @@ class BlockBatches:
     def collate(self, index: np.ndarray, epoch: int) -> dict[str, torch.Tensor]:
         ids, starts = self.corpus.blocks(self.blocks[index])
         inputs, labels = self.masker(ids, batch_generator(self.seed, epoch, self.blocks[index]), starts)
-        return {"input_ids": inputs, "attention_mask": torch.ones_like(inputs), "labels": labels}
+        batch = {"input_ids": inputs, "attention_mask": torch.ones_like(inputs), "labels": labels}
+        if self.sep_id is not None:
+            ends = (ids == self.sep_id).long()
+            batch["segment_ids"] = torch.cumsum(ends, dim=1) - ends  # the [SEP] closes its own text
+        return batch

@@ -68,10 +68,32 @@ def _head(model):
     return None
 
 
+def document_inputs(model, segment_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Attention kept inside each packed text, and positions restarted per text, from (B, T) segment ids.
+
+    Segment 0 starts with [CLS] at position 0; every later text starts at position 1, as if a [CLS] stood before
+    it, which is what a fine-tuned model sees. Without this a short text attends to ~10 unrelated neighbours in
+    its 128-token block. Returns `attention_mask` (B, 1, T, T) and `position_ids` (B, T) for the base model.
+    """
+    same = (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]
+    if model.config._attn_implementation != "sdpa":  # eager adds the mask to the scores
+        same = torch.zeros(same.shape, dtype=torch.float32, device=same.device).masked_fill(~same, -1e9)
+    t = torch.arange(segment_ids.shape[1], device=segment_ids.device).expand_as(segment_ids)
+    change = torch.ones_like(segment_ids, dtype=torch.bool)
+    change[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+    start = torch.where(change, t, torch.zeros_like(t)).cummax(dim=1).values
+    positions = t - start + (segment_ids > 0).long()
+    embeddings = getattr(getattr(model, model.base_model_prefix), "embeddings", None)
+    if getattr(embeddings, "padding_idx", None) is not None:  # RoBERTa family numbers positions from pad + 1
+        positions = positions + embeddings.padding_idx + 1
+    return {"attention_mask": same, "position_ids": positions}
+
+
 class SparseMLM(torch.nn.Module):
     """Wraps a `*ForMaskedLM`: encoder on all tokens, MLM head only where labels != -100.
 
-    forward → (mean loss over masked tokens, their logits (n, V), their labels (n,)). Accelerate prepares
+    forward → (mean loss over masked tokens, their logits (n, V), their labels (n,)). With `segment_ids` the
+    packed texts of a block attend only within themselves (`document_inputs`). Accelerate prepares
     this wrapper, so DDP sees one forward; `self.model` is what gets saved.
     """
 
@@ -79,14 +101,17 @@ class SparseMLM(torch.nn.Module):
         super().__init__()
         self.model = model  # the head is looked up per call, not registered twice (one state-dict key per tensor)
 
-    def forward(self, input_ids, attention_mask, labels):
+    def forward(self, input_ids, attention_mask, labels, segment_ids=None):
         selected = labels != -100
         head = _head(self.model)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if segment_ids is not None:  # packed texts see only themselves
+            inputs.update(document_inputs(self.model, segment_ids))
         if head is None:  # other families: full head, then keep the masked rows
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[selected]
+            logits = self.model(**inputs).logits[selected]
         else:
             base = getattr(self.model, self.model.base_model_prefix)
-            hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = base(**inputs).last_hidden_state
             logits = head(hidden[selected])
         targets = labels[selected]
         if targets.numel() == 0:

@@ -150,8 +150,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False)
         atomic_write_text(run_dir / "corpus.json", json.dumps(corpus_meta, indent=2))
 
     masker = Masker(len(tokenizer), tokenizer.all_special_ids, tokenizer.mask_token_id, cfg.mlm.mask_rate, cfg.mlm.whole_word)
-    train_data = BlockBatches(corpus, train_blocks, masker, cfg.train.seed)
-    val_data = BlockBatches(corpus, val_blocks, masker, EVAL_MASK_SEED)
+    sep = tokenizer.sep_token_id if cfg.mlm.document_attention else None
+    train_data = BlockBatches(corpus, train_blocks, masker, cfg.train.seed, sep)
+    val_data = BlockBatches(corpus, val_blocks, masker, EVAL_MASK_SEED, sep)
     flops = flops_per_token(model, cfg.data.block_size)
     wrapped = SparseMLM(model)
     optimizer = build_optimizer(wrapped, cfg.train.learning_rate, cfg.train.weight_decay)

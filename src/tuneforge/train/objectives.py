@@ -27,7 +27,8 @@ def classification_step(model, batch: dict, multi_label: bool, weights: torch.Te
 
 def mlm_step(model, batch: dict):
     """Masked-LM on a `SparseMLM`-wrapped model: mean cross-entropy over the masked tokens."""
-    loss, logits, _ = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    loss, logits, _ = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                            segment_ids=batch.get("segment_ids"))
     return loss, logits
 
 
