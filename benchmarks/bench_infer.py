@@ -14,8 +14,7 @@ fp32 and int8 (`tuneforge export`, then `tuneforge.load(export)`), each against 
   fixed chunks of 32 rows in input order for both; rounds interleaved, median sentences/s.
 - Agreement: predicted labels of each TuneForge variant vs the pipeline's, plus accuracy vs the dev labels.
 torch uses --threads (default: the cores) for both TuneForge and the pipeline; ONNX Runtime gets the same intra-op
-threads (sequential executor; idle threads spin briefly, as `tuneforge.load` does; the server turns spinning
-off). Default model: the newest classifier under runs/bench-sst2-*/run/final or runs/evidence/*/final; without
+threads (sequential executor, no spinning: spinning ONNX threads slowed the interleaved PyTorch runs 2.5×). Default model: the newest classifier under runs/bench-sst2-*/run/final or runs/evidence/*/final; without
 one, a quick 30-step fine-tune on 500 SST-2 rows into runs/bench-infer-model.
 """
 from __future__ import annotations

@@ -39,8 +39,7 @@ def load_predictor(model: str, threads: int | None = None, batch_size: int = FOR
     folder = resolve_model(model)
     threads = threads or serve_threads()
     if (Path(folder) / ONNX_FILE).is_file() and precision == "fp32":
-        # No spinning: idle ONNX Runtime threads would take cores from the event loop and the tokenizer.
-        return OnnxPredictor.load(folder, threads=threads, batch_size=batch_size, spinning=False), folder
+        return OnnxPredictor.load(folder, threads=threads, batch_size=batch_size), folder
     import torch
 
     torch.set_num_threads(threads)

@@ -28,12 +28,13 @@ def default_threads() -> int:
     return max(1, min(4, cores))
 
 
-def open_session(path: str | Path, threads: int | None = None, spinning: bool = True):
+def open_session(path: str | Path, threads: int | None = None, spinning: bool = False):
     """A CPU InferenceSession with all graph optimizations and a fixed, small thread pool.
 
-    `spinning`: idle intra-op threads spin briefly before sleeping. That is what makes a small model fast at batch 1
-    (SST-2 classifier, 2 threads: fp32 3.2 vs 3.9 ms, int8 2.0 vs 2.5 ms); the server turns it off, because there
-    the spinning threads would take cores from the event loop and the tokenizer."""
+    `spinning=True` lets idle intra-op threads spin before sleeping: faster at batch 1 for a process that does
+    nothing else (SST-2 classifier, 2 threads: fp32 3.9 → 3.2 ms, int8 2.5 → 2.0 ms), but the spinning threads take
+    the cores from everything else; in an interleaved benchmark they made the PyTorch paths beside them 2.5× slower.
+    Off by default."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -76,7 +77,7 @@ class OnnxPredictor(Predictor):
         self.temperature = temperature if temperature is not None else stored_temperature(config)
 
     @classmethod
-    def load(cls, path: str, threads: int | None = None, spinning: bool = True, **kwargs) -> OnnxPredictor:
+    def load(cls, path: str, threads: int | None = None, spinning: bool = False, **kwargs) -> OnnxPredictor:
         from transformers import AutoConfig
 
         from tuneforge.model.artifact import read_manifest
