@@ -71,6 +71,7 @@ def _ratio_rows() -> list[str]:
     titles = {"serve_load.json": "HTTP serving, 32 clients × 60 s: dynamic batching on vs off",
               "bench_finetune_4000.json": "Fine-tune throughput vs HF Trainer (SST-2 4,000 rows, 1 epoch)",
               "bench_finetune_1000_quick.json": "Fine-tune throughput vs HF Trainer (quick: SST-2 1,000 rows, 1 epoch)",
+              "bench_finetune_4000_bf16.json": "Fine-tune throughput vs HF Trainer, every run in bf16 autocast (SST-2 4,000 rows, 1 epoch, 3 seeds)",
               "bench_finetune_1000_bf16_quick.json": "Fine-tune throughput vs HF Trainer, every run in bf16 autocast (SST-2 1,000 rows, 1 epoch)",
               "bench_infer.json": "Inference vs `transformers.pipeline` (SST-2 dev)",
               "bench_infer_quick.json": "Inference vs `transformers.pipeline` (quick: 300 dev rows)",
