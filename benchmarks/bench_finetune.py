@@ -54,7 +54,7 @@ RUNS = ("tuneforge", "trainer-runglue", "trainer-strongest")
 MARK = "BENCH_JSON "
 VALIDATION_ROWS = 128
 HP = {"max_length": 128, "batch_size": 32, "learning_rate": 1e-4, "warmup_ratio": 0.1, "weight_decay": 0.01,
-      "seed": 42, "precision": "fp32", "device": "cpu", "model": "minilm-l6"}
+      "seed": 42, "device": "cpu", "model": "minilm-l6"}
 TARGETS = {"throughput_vs_run_glue_style": 3.0, "throughput_vs_trainer_strongest": 1.3, "accuracy_within_points": 0.5,
            "mfu": 0.45, "tuneforge_peak_rss_mb": 2000, "eval_rss_ratio": 1.15}
 

@@ -72,6 +72,15 @@ def test_fp32_graph_matches_pytorch_at_any_batch_and_length(classifier, exported
     assert np.abs(out - _torch_logits(model, ids, mask)).max() < 1e-4
 
 
+def test_sessions_do_not_spin_unless_asked(exported):
+    from tuneforge.serve.onnx_backend import open_session
+
+    key = "session.intra_op.allow_spinning"
+    path = exported["folder"] / "model.onnx"
+    assert open_session(path, threads=1).get_session_options().get_session_config_entry(key) == "0"
+    assert open_session(path, threads=1, spinning=True).get_session_options().get_session_config_entry(key) == "1"
+
+
 def test_int8_graph_is_quantized_and_close(classifier, exported):
     import onnx
 

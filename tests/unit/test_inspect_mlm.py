@@ -196,6 +196,29 @@ def test_document_attention_keeps_packed_texts_apart(tok, norm, attn):
     assert not torch.allclose(mixed[len(a) + 1:], packed[len(a) + 1:], atol=1e-4)  # without it, texts mix
 
 
+def test_document_attention_on_a_family_without_a_known_head(tok):
+    """The full-head path (DistilBERT) takes the same mask and positions: the second text ignores the first."""
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    torch.manual_seed(6)
+    model = DistilBertForMaskedLM(DistilBertConfig(vocab_size=len(tok), dim=32, hidden_dim=64, n_layers=1, n_heads=2,
+                                                   max_position_embeddings=64, dropout=0.0)).eval()
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    a, b = tok("alpha beta gamma", add_special_tokens=False)["input_ids"], tok("river stone", add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([[cls, *a, sep, *b, sep]])
+    ends = (ids == sep).long()
+    segments = torch.cumsum(ends, dim=1) - ends
+    labels = ids.clone()
+    other = ids.clone()
+    other[0, 1] = tok.convert_tokens_to_ids("omega")
+    with torch.no_grad():
+        _, packed, _ = SparseMLM(model)(ids, torch.ones_like(ids), labels, segment_ids=segments)
+        _, changed, _ = SparseMLM(model)(other, torch.ones_like(ids), labels, segment_ids=segments)
+    second = slice(len(a) + 2, None)
+    torch.testing.assert_close(changed[second], packed[second], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(changed[1:len(a) + 1], packed[1:len(a) + 1], atol=1e-4)
+
+
 def test_parameter_counts(tok, tiny):
     h, v, p = 128, len(tok), 64
     unique = {id(x): x for x in tiny.parameters()}

@@ -32,7 +32,7 @@ def open_session(path: str | Path, threads: int | None = None, spinning: bool = 
     """A CPU InferenceSession with all graph optimizations and a fixed, small thread pool.
 
     `spinning=True` lets idle intra-op threads spin before sleeping: faster at batch 1 for a process that does
-    nothing else (SST-2 classifier, 2 threads: fp32 3.9 → 3.2 ms, int8 2.5 → 2.0 ms), but the spinning threads take
+    nothing else (SST-2 classifier, 2 threads: fp32 6.77 → 4.76 ms, int8 3.61 → 2.58 ms; probe_batch1.json), but they take
     the cores from everything else; in an interleaved benchmark they made the PyTorch paths beside them 2.5× slower.
     Off by default."""
     import onnxruntime as ort

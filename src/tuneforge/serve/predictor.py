@@ -74,9 +74,7 @@ class Predictor:
         model, tokenizer = load_for_inference(path)
         if precision == "bf16":
             model = model.to(torch.bfloat16)
-        elif precision == "int8":
-            if next(model.parameters()).device.type != "cpu":
-                raise UserError("precision int8: the dynamically quantized kernels run on CPU only; use bf16 on a GPU.")
+        elif precision == "int8":  # load_for_inference keeps the model on the CPU, where these kernels run
             model = int8_linears(model)
         kwargs.setdefault("max_length", manifest.get("max_length", 128))
         return cls(model, tokenizer, **kwargs)
