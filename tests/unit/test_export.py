@@ -255,3 +255,20 @@ def test_loading_pytorch_weights_from_an_export_says_why(encoder_export):
 
     with pytest.raises(UserError, match="ONNX export"):
         load_trained(str(encoder_export[0]))
+
+
+def test_session_options_on_a_pytorch_folder(tiny_model):
+    """`spinning` names an ONNX Runtime setting: on a PyTorch folder it is a one-line error, not a TypeError;
+    `threads` works on both kinds of folder."""
+    import torch
+
+    import tuneforge
+
+    with pytest.raises(UserError, match="ONNX Runtime setting"):
+        tuneforge.load(str(tiny_model), spinning=True)
+    before = torch.get_num_threads()
+    try:
+        assert tuneforge.load(str(tiny_model), threads=1).embed(["good film"]).shape[0] == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

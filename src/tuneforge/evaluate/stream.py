@@ -8,6 +8,7 @@ import torch
 
 from tuneforge.data.encode import Encoded, collate, sorted_batches
 from tuneforge.evaluate.metrics import Counts, RowOutputs, compute_metrics
+from tuneforge.model.first_token import first_token_only
 from tuneforge.train.objectives import classification_loss
 
 
@@ -27,7 +28,7 @@ def evaluate_classifier(model, data: Encoded, names: tuple[str, ...], multi_labe
     rows = RowOutputs(len(data), len(names)) if details and not multi_label else None
     for index in sorted_batches(data.lengths, batch_size)[rank::world]:
         batch = {k: v.to(device) for k, v in collate(data, index, pad_id).items()}
-        with autocast() if autocast else nullcontext():
+        with autocast() if autocast else nullcontext(), first_token_only(model):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = classification_loss(logits, batch["labels"], multi_label, reduction="sum")
         counts.add(logits, batch["labels"], loss)

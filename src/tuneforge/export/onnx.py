@@ -1,6 +1,7 @@
 """PyTorch → ONNX: one graph, inputs input_ids + attention_mask with dynamic batch and sequence axes.
 
-Classifiers export `logits`; bare encoders export `last_hidden_state` so embeddings can be pooled outside.
+Classifiers export `logits`, with the last layer computed at the first token only (`model.first_token`: what
+the head reads); bare encoders export `last_hidden_state` so embeddings can be pooled outside.
 We use the dynamo exporter (torch.export). The TorchScript exporter (dynamo=False) traces transformers 5's
 attention-mask construction as constants: on a BERT it exported without error yet gave hidden states off by
 0.8-3.1 and logits off by ~0.01 (sdpa and eager attention alike); the dynamo graph matched to ~1e-6.
@@ -14,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from tuneforge.errors import UserError
+from tuneforge.model.first_token import first_token_only
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 17  # LayerNormalization is a single op from 17 on
@@ -38,7 +40,9 @@ def export_module(model):
             self.inner = inner
 
         def forward(self, input_ids, attention_mask):
-            return getattr(self.inner(input_ids=input_ids, attention_mask=attention_mask), output)
+            # A classifier's graph computes the last layer at the first token only (what its head reads).
+            with first_token_only(self.inner) if output == "logits" else contextlib.nullcontext():
+                return getattr(self.inner(input_ids=input_ids, attention_mask=attention_mask), output)
 
     return Graph(model.float().eval()).eval()
 

@@ -33,6 +33,7 @@ from tuneforge.model.artifact import (
     save_model_folder,
 )
 from tuneforge.model.build import load_classifier, load_tokenizer
+from tuneforge.model.dropout import use_fast_dropout
 from tuneforge.model.vocab import extend_vocabulary
 from tuneforge.recipes.run_dir import prepare_run_dir, resume_state, say
 from tuneforge.train.defaults import resolve_auto, total_steps
@@ -55,6 +56,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     splits, labels, targets = _load_data(cfg)
     data_check = _quick_check(cfg, splits, accelerator)
     tokenizer, model, coverage, warning, added = _build_model(cfg, splits, labels, accelerator)
+    use_fast_dropout(model)  # the same dropout distribution from a cheaper random source on CPU
     n_train = len(splits["train"].texts)
     cfg, why = resolve_auto(cfg, n_train, model.config.hidden_size, bool(added), world_size())
     for key, reason in why.items():

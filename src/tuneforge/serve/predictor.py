@@ -7,6 +7,7 @@ import torch
 from tuneforge.data.encode import Encoded, collate, encode_texts, sorted_batches
 from tuneforge.data.labels import LabelSpace
 from tuneforge.data.sources import clean_text
+from tuneforge.model.first_token import first_token_only
 from tuneforge.model.pooling import POOLINGS, pool
 
 
@@ -53,7 +54,8 @@ class Predictor:
 
         precision="bf16" casts the weights once (not autocast, which re-casts them on every call): 1.6× faster
         at batch 1 on CPUs with native bf16 (avx512_bf16/AMX), same SST-2 dev labels, probabilities within 0.03.
-        precision="int8" quantizes the linear layers (`int8_linears`; CPU only)."""
+        precision="int8" quantizes the linear layers (`int8_linears`; CPU only). `threads` sets torch's
+        intra-op threads (process-wide) or the ONNX session's; `spinning` is for ONNX sessions only."""
         from pathlib import Path
 
         from tuneforge.errors import UserError
@@ -70,6 +72,12 @@ class Predictor:
                 raise UserError(f"{folder}: an ONNX export runs at the precision it was exported with; drop "
                                 "--precision (or export with --quantize int8).")
             return OnnxPredictor.load(folder, **kwargs)
+        if kwargs.pop("spinning", False):
+            raise UserError(f"{folder}: spinning is an ONNX Runtime setting and this is a PyTorch model folder; "
+                            "drop spinning=True or load a `tuneforge export` folder.")
+        threads = kwargs.pop("threads", None)
+        if threads:
+            torch.set_num_threads(threads)  # process-wide, as torch's intra-op pool is
         manifest = read_manifest(folder)
         model, tokenizer = load_for_inference(path)
         if precision == "bf16":
@@ -96,7 +104,8 @@ class Predictor:
         data = self._encode(texts)
         out = np.zeros((len(texts), len(self.labels.names)), dtype=np.float32)
         for index, batch in self._batches(data):
-            logits = self.model(**batch).logits.float()
+            with first_token_only(self.model):
+                logits = self.model(**batch).logits.float()
             probs = torch.sigmoid(logits) if self.labels.multi_label else torch.softmax(logits / self.temperature, -1)
             out[index] = probs.cpu().numpy()
         return out

@@ -6,6 +6,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from tuneforge.model.first_token import first_token_only
+
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool,
                         weights: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
@@ -20,7 +22,8 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, multi_label:
 
 
 def classification_step(model, batch: dict, multi_label: bool, weights: torch.Tensor | None = None):
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    with first_token_only(model):
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     w = weights.to(out.logits.device) if weights is not None else None
     return classification_loss(out.logits, batch["labels"], multi_label, w), out.logits
 

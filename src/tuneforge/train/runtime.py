@@ -25,7 +25,29 @@ def make_accelerator(rt: RuntimeConfig):
         # Cores are shared between local processes; oversubscription makes CPU training much slower.
         local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
         torch.set_num_threads(rt.threads or max(1, (os.cpu_count() or 1) // local))
+        if rt.reuse_memory:
+            reuse_freed_memory()
     return Accelerator(cpu=cpu, mixed_precision="no" if precision == "fp32" else precision)
+
+
+def reuse_freed_memory() -> bool:
+    """glibc: serve large blocks from the heap and stop trimming it, so freed tensors are reused in-process.
+
+    By default glibc maps every block over 32 MB (and, adaptively, smaller ones) with mmap and unmaps it on
+    free; the next step maps it again and pays a page fault per 4 KB on first touch. A fine-tuning step of the
+    default model did about 12,000 of them. Process-wide; returns False where it does not apply (not glibc).
+    """
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def measure_matmul_peak(device=None, dtype: torch.dtype | None = None, size: int = 1024, trials: int = 3,
