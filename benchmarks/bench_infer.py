@@ -13,6 +13,8 @@ fp32 and int8 (`tuneforge export`, then `tuneforge.load(export)`), each against 
   .predict(texts)`; TuneForge sorts by length inside the call, the pipeline keeps input order), and the same
   fixed chunks of 32 rows in input order for both; rounds interleaved, median sentences/s.
 - Agreement: predicted labels of each TuneForge variant vs the pipeline's, plus accuracy vs the dev labels.
+- Dedicated process (`--dedicated-rounds`, default 3): batch-1 p50 of the pipeline and of ONNX int8 with intra-op
+  spinning off and on, each alone in its own child process, one after another (order rotated per round).
 torch uses --threads (default: the cores) for both TuneForge and the pipeline; ONNX Runtime gets the same intra-op
 threads (sequential executor, no spinning: spinning ONNX threads slowed the interleaved PyTorch runs 2.5×). Default model: the newest classifier under runs/bench-sst2-*/run/final or runs/evidence/*/final; without
 one, a quick 30-step fine-tune on 500 SST-2 rows into runs/bench-infer-model.
@@ -149,6 +151,57 @@ def batch1(runners: dict, texts: list[str], warmup: int) -> tuple[dict, dict]:
     return ms, labels
 
 
+DEDICATED = ("pipeline", "onnx_int8", "onnx_int8_spinning")
+
+
+def dedicated_child(name: str, model: str, folder: str | None, texts: list[str], threads: int, warmup: int) -> dict:
+    """Batch-1 latency of one backend alone in this process (a dedicated inference process)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if name == PIPELINE:
+        from transformers import pipeline
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        pipe = pipeline("text-classification", model=model, device="cpu")
+        one = lambda t: pipe(t)[0]["label"]  # noqa: E731
+    else:
+        import tuneforge
+
+        p = tuneforge.load(folder, threads=threads, spinning=name.endswith("_spinning"))
+        one = lambda t: p.predict([t])[0]["label"]  # noqa: E731
+    for text in texts[:warmup]:
+        one(text)
+    ms = []
+    for text in texts:
+        t0 = time.perf_counter()
+        one(text)
+        ms.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
+
+
+def dedicated(model: str, exports: dict, args) -> dict:
+    """Each backend in its own child process, one after another (order rotated per round), median p50 over rounds.
+
+    Nothing else runs beside the backend, as in a dedicated inference process; this is where ONNX Runtime's
+    spinning threads (off in every interleaved measurement, where they slow the neighbours) may be on."""
+    per = {n: [] for n in DEDICATED}
+    for r in range(args.dedicated_rounds):
+        for name in rotated(list(DEDICATED), r):
+            folder = exports["onnx_int8"]["folder"] if name != PIPELINE else ""
+            cmd = [sys.executable, __file__, "--child-dedicated", name, "--model", model, "--folder", folder,
+                   "--rows", str(args.rows), "--threads", str(args.threads), "--warmup", str(args.warmup)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+            per[name].append(json.loads(out.strip().splitlines()[-1]))
+    latency = {n: {"p50_ms": round(float(np.median([x["p50_ms"] for x in v])), 2),
+                   "p95_ms": round(float(np.median([x["p95_ms"] for x in v])), 2),
+                   "rounds_p50_ms": [round(x["p50_ms"], 2) for x in v]} for n, v in per.items()}
+    ratios = {f"p50_batch1_{n}_dedicated": round(latency[PIPELINE]["p50_ms"] / latency[n]["p50_ms"], 2)
+              for n in DEDICATED if n != PIPELINE}
+    return {"latency_batch1": latency, "ratios": ratios}
+
+
 def chunked(bulk, texts: list[str], size: int) -> list[str]:
     return [label for i in range(0, len(texts), size) for label in bulk(texts[i:i + size])]
 
@@ -194,6 +247,8 @@ def targets(ratios: dict) -> dict:
     """Each target: True / False, or None when its variant was not measured (--no-onnx)."""
     rules = {"batch1_p50_eager_le_0.5x_pipeline": ("p50_batch1_eager", 2),
              "batch1_p50_onnx_int8_le_0.33x_pipeline": ("p50_batch1_onnx_int8", 3),
+             "batch1_p50_onnx_int8_dedicated_le_0.33x_pipeline": ("p50_batch1_onnx_int8_dedicated", 3),
+             "batch1_p50_onnx_int8_spinning_dedicated_le_0.33x_pipeline": ("p50_batch1_onnx_int8_spinning_dedicated", 3),
              "throughput_batch32_eager_ge_2x_pipeline": ("throughput_batch32_eager", 2),
              "batch1_p50_eager_bf16_le_0.5x_pipeline": ("p50_batch1_eager_bf16", 2),
              "throughput_batch32_eager_bf16_ge_2x_pipeline": ("throughput_batch32_eager_bf16", 2),
@@ -227,6 +282,13 @@ def print_table(latency: dict, speed: dict, ratios: dict, agree: dict) -> None:
     print("(× = pipeline ÷ TuneForge latency, TuneForge ÷ pipeline throughput: > 1 = TuneForge faster)")
 
 
+def print_dedicated(section: dict) -> None:
+    print("\ndedicated process, batch 1 (each backend alone in its own process):")
+    for n, v in section["latency_batch1"].items():
+        ratio = section["ratios"].get(f"p50_batch1_{n}_dedicated", 1.0)
+        print(f"  {n:<20} p50 {v['p50_ms']:>6.2f} ms  p95 {v['p95_ms']:>6.2f} ms  × {ratio:.2f}")
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="fine-tuned classifier folder (default: newest benchmark run, else a quick one)")
@@ -236,6 +298,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch and ORT threads")
     ap.add_argument("--no-onnx", action="store_true", help="eager only (skip the two exports)")
+    ap.add_argument("--dedicated-rounds", type=int, default=3,
+                    help="rounds of the dedicated-process batch-1 runs (pipeline, ONNX int8 with spinning off/on); 0 = skip")
+    ap.add_argument("--child-dedicated", choices=DEDICATED, help=argparse.SUPPRESS)
+    ap.add_argument("--folder", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_infer.json"))
     return ap.parse_args()
 
@@ -243,6 +309,10 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.child_dedicated:
+        texts = read_sst2(SST2 / "dev.tsv", args.rows or None)[0]
+        print(json.dumps(dedicated_child(args.child_dedicated, args.model, args.folder, texts, args.threads, args.warmup)))
+        return
     model, finetune_cmd = args.model or find_model(), None
     if model is None:
         model, finetune_cmd = quick_model()
@@ -257,9 +327,13 @@ def main() -> None:
         runners, result["backends"] = load_runners(model, exports, args.threads, args.batch_size)
         ms, labels1 = batch1(runners, texts, args.warmup)
         rates, labels32 = throughput(runners, texts, args.rounds, args.batch_size)
+        del runners  # the dedicated runs below get the machine to themselves
+        if exports and args.dedicated_rounds:
+            result["dedicated_process"] = dedicated(model, exports, args)
     result["exports"] = {k: {kk: vv for kk, vv in v.items() if kk != "folder"} for k, v in exports.items()}
     latency, speed, ratios = summarize(ms, rates)
     agree = {"batch1": agreement(labels1, labels1[PIPELINE]), "batch32": agreement(labels32, labels32[PIPELINE])}
+    ratios.update(result.get("dedicated_process", {}).get("ratios", {}))
     result.update(ratios=ratios, targets_met=targets(ratios),
                   targets="batch-1 p50 ≤ 0.5× pipeline (eager), ≤ 0.33× (ONNX int8); batch-32 throughput ≥ 2×",
                   latency_batch1=latency, throughput_batch32=speed, label_agreement_with_pipeline=agree,
@@ -267,6 +341,8 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print_table(latency, speed, ratios, agree)
+    if "dedicated_process" in result:
+        print_dedicated(result["dedicated_process"])
     print(f"model: {model}\nwrote {args.out}")
 
 

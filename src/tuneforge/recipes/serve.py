@@ -30,7 +30,8 @@ def serve_threads() -> int:
     return max(1, default_threads() - 1)
 
 
-def load_predictor(model: str, threads: int | None = None, batch_size: int = FORWARD_BATCH_SIZE, precision: str = "fp32"):
+def load_predictor(model: str, threads: int | None = None, batch_size: int = FORWARD_BATCH_SIZE, precision: str = "fp32",
+                   spinning: bool = False):
     """The predictor and its resolved folder; a missing folder is a one-line UserError."""
     from tuneforge.model.resolve import resolve_model
     from tuneforge.serve.onnx_backend import ONNX_FILE, OnnxPredictor
@@ -39,7 +40,10 @@ def load_predictor(model: str, threads: int | None = None, batch_size: int = FOR
     folder = resolve_model(model)
     threads = threads or serve_threads()
     if (Path(folder) / ONNX_FILE).is_file() and precision == "fp32":
-        return OnnxPredictor.load(folder, threads=threads, batch_size=batch_size), folder
+        return OnnxPredictor.load(folder, threads=threads, batch_size=batch_size, spinning=spinning), folder
+    if spinning:
+        raise UserError(f"--spinning: {folder} is not an fp32 `tuneforge export` folder; spinning is an ONNX Runtime "
+                        "setting. Drop --spinning or serve an export.")
     import torch
 
     torch.set_num_threads(threads)
@@ -76,7 +80,7 @@ def log_config(level: str = "info") -> dict:
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
           threads: int | None = None, log_level: str = "info", forward_batch_size: int = FORWARD_BATCH_SIZE,
-          precision: str = "fp32") -> None:
+          precision: str = "fp32", spinning: bool = False) -> None:
     import uvicorn
 
     from tuneforge.serve.app import create_app
@@ -88,7 +92,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, settings: Serve
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1 (got {value}).")
     threads = threads or serve_threads()
-    predictor, folder = load_predictor(model, threads, forward_batch_size, precision)
+    predictor, folder = load_predictor(model, threads, forward_batch_size, precision, spinning)
     settings.model_path = folder
     app = create_app(predictor, settings)
     logging.config.dictConfig(log_config(log_level))
