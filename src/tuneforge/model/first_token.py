@@ -55,8 +55,9 @@ def first_token_only(model):
 
 def _forward(self, hidden_states: torch.Tensor, attention_mask=None, *args, **kwargs):
     full = type(self).forward
-    if (not _ACTIVE.get() or hidden_states.shape[1] == 1 or (self.gradient_checkpointing and self.training)
-            or not (attention_mask is None or isinstance(attention_mask, torch.Tensor))):
+    # A 4-D mask (sdpa, eager) or none; flash-attention's 2-D mask and flex's BlockMask take the full forward.
+    mask_ok = attention_mask is None or (isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4)
+    if not _ACTIVE.get() or hidden_states.shape[1] == 1 or (self.gradient_checkpointing and self.training) or not mask_ok:
         return full(self, hidden_states, attention_mask, *args, **kwargs)
     attention = self.attention
     sa = attention.self
