@@ -117,6 +117,7 @@ def embed(
     text_column: str = typer.Option("text", "--text-column", help=TEXT_HELP),
     hidden_states: Optional[str] = typer.Option(None, "--hidden-states", help="Also save the last hidden state tensor (N × T × hidden) and mask as .npz."),
     batch_size: int = typer.Option(64, "--batch-size", help="Batch size."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | int8 (as for predict). Vectors are written as float32 either way."),
 ) -> None:
     """Extract hidden states and pooled sentence embeddings (feature extraction)."""
     from tuneforge.model.pooling import POOLINGS
@@ -124,7 +125,7 @@ def embed(
 
     if pooling not in POOLINGS:
         raise UserError(f"--pooling {pooling}: use one of {', '.join(POOLINGS)}.")
-    shape = embed_file(model, input, output, pooling, text_column, hidden_states, batch_size)
+    shape = embed_file(model, input, output, pooling, text_column, hidden_states, batch_size, precision)
     typer.echo(f"wrote embeddings {tuple(shape)} to {output}")
 
 

@@ -272,3 +272,23 @@ def test_session_options_on_a_pytorch_folder(tiny_model):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_embed_file_at_each_precision_stays_close_to_fp32(tiny_model, tmp_path):
+    from tuneforge.recipes.predict import embed_file
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a good film\nthe worst plot\nfine acting and a long score\n")
+    vectors = {}
+    for precision in ("fp32", "bf16", "int8"):
+        out = tmp_path / f"{precision}.npy"
+        assert tuple(embed_file(str(tiny_model), str(texts), str(out), precision=precision)) == (3, 32)
+        vectors[precision] = np.load(out)
+        assert vectors[precision].dtype == np.float32
+    for precision in ("bf16", "int8"):
+        a, b = vectors["fp32"], vectors[precision]
+        cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert cosine.min() > 0.98, (precision, cosine)
+        assert not np.array_equal(a, b)  # the precision was really applied
+    with pytest.raises(UserError, match="precision"):
+        embed_file(str(tiny_model), str(texts), str(tmp_path / "x.npy"), precision="fp8")

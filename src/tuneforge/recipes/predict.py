@@ -31,9 +31,9 @@ def predict_file(model_path: str, input_path: str, output: str, text_column: str
 
 
 def embed_file(model_path: str, input_path: str, output: str, pooling: str = "mean", text_column: str = "text",
-               hidden_states: str | None = None, batch_size: int = 64) -> tuple[int, int]:
+               hidden_states: str | None = None, batch_size: int = 64, precision: str = "fp32") -> tuple[int, int]:
     texts = read_texts(input_path, text_column, normalize=False)
-    predictor = Predictor.load(model_path, batch_size=batch_size)
+    predictor = Predictor.load(model_path, batch_size=batch_size, precision=precision)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if hidden_states:
