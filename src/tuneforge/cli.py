@@ -13,7 +13,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
                   help="TuneForge: pretrain, fine-tune, evaluate, predict, embed, export and serve transformer encoders — offline, on CPU or GPU.")
 
 SET_HELP = "Override any config key, e.g. --set train.epochs=3 (repeatable). See docs/config.md."
-TEXT_HELP = "Column with the input text."
+TEXT_HELP = "Column with the input text; comma-separated alternatives (text,sentence) take the first each file has."
 LABEL_HELP = "Column with the label (string, int, or a JSON list for multi-label)."
 
 

@@ -132,3 +132,17 @@ def test_multi_label_split_covers_all_rows(tmp_path):
     splits = load_splits(DataConfig(train=str(path), label_separator="|"))
     assert sorted(r for s in splits.values() for r in s.rows) == list(range(60))
     assert all(isinstance(x, list) for s in splits.values() for x in s.labels)
+
+
+def test_text_column_alternatives_cover_files_with_different_headers(tmp_path, train_csv):
+    """SST-2's train.tsv says `text`, its dev.tsv `sentence`: `text,sentence` reads both; a miss names both."""
+    dev = write_csv(tmp_path / "dev.csv", [("a fine film", "positive"), ("a dull film", "negative")],
+                    header=("sentence", "label"))
+    cfg = DataConfig(train=str(train_csv), test=str(dev), text_column="text,sentence")
+    splits = load_splits(cfg)
+    assert splits["test"].texts == ["a fine film", "a dull film"]
+    assert len(splits["train"].texts) > 0
+    with pytest.raises(UserError, match=r"no column 'review' or 'body'.*Columns are: sentence, label"):
+        load_labelled(str(dev), DataConfig(text_column="review,body"), "test")
+    with pytest.raises(UserError, match="no column 'sentence'"):
+        load_splits(DataConfig(train=str(train_csv), test=str(dev), text_column="sentence"))

@@ -18,7 +18,7 @@ class DataConfig(_Strict):
     train: str | None = Field(None, description="Training data: CSV, TSV, JSONL, Parquet file or a saved `datasets` folder.")
     validation: str | None = Field(None, description="Validation data (same formats). Split off train when absent.")
     test: str | None = Field(None, description="Test data (same formats). Split off train when absent.")
-    text_column: str = Field("text", description="Column holding the input text.")
+    text_column: str = Field("text", description="Column holding the input text; comma-separated alternatives (`text,sentence`) take the first each file has.")
     label_column: str = Field("label", description="Column holding the label: a string, an int, or a list of labels (multi-label).")
     multi_label: bool | None = Field(None, description="Multi-label task. Auto: true when labels are lists or `label_separator` is set.")
     label_separator: str | None = Field(None, description="Split string labels on this separator into a label list (e.g. '|'), making the task multi-label.")

@@ -130,14 +130,31 @@ def require_columns(df: pd.DataFrame, path: str | Path, columns: list[str], flag
             raise UserError(f"{path}: no column '{col}'. Columns are: {have}. Pass the right name with {flag}/--label-column.")
 
 
+def pick_column(df: pd.DataFrame, path: str | Path, spec: str, flag: str = "--text-column") -> str:
+    """`spec` is a column name or comma-separated alternatives (`text,sentence`): the first one this file has.
+
+    Alternatives let one setting cover splits whose headers differ (SST-2: `text` in train, `sentence` in dev)."""
+    if spec in df.columns:
+        return spec
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    for name in names:
+        if name in df.columns:
+            return name
+    have = ", ".join(map(str, df.columns))
+    wanted = " or ".join(f"'{n}'" for n in names) or f"'{spec}'"
+    raise UserError(f"{path}: no column {wanted}. Columns are: {have}. Pass the right name with {flag} "
+                    "(comma-separated alternatives, e.g. text,sentence, cover files with different headers).")
+
+
 def clean_text(text: str) -> str:
     """NFKC (full-width → half-width, ligatures) and collapsed whitespace; keeps case and punctuation."""
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
 def column_texts(df: pd.DataFrame, path: str | Path, column: str, normalize: bool = True) -> list[str]:
-    """One text column, checked: the column exists, the table has rows, and no row is empty."""
-    require_columns(df, path, [column])
+    """One text column (or the first of comma-separated alternatives), checked: the column exists, the table has
+    rows, and no row is empty."""
+    column = pick_column(df, path, column)
     if len(df) == 0:
         raise UserError(f"{path}: no data rows. Add rows below the header.")
     texts = []

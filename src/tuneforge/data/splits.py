@@ -8,7 +8,7 @@ import numpy as np
 from tuneforge.config import DataConfig
 from tuneforge.data.labels import read_labels
 from tuneforge.data.pii import PII_TYPES, redact_texts
-from tuneforge.data.sources import column_texts, read_table, require_columns
+from tuneforge.data.sources import column_texts, pick_column, read_table, require_columns
 from tuneforge.errors import UserError
 
 
@@ -24,8 +24,9 @@ class Split:
 
 def _read(path: str, cfg: DataConfig, name: str) -> Split:
     df = read_table(path)
-    require_columns(df, path, [cfg.text_column, cfg.label_column])
-    texts = column_texts(df, path, cfg.text_column, cfg.normalize)
+    text_column = pick_column(df, path, cfg.text_column)
+    require_columns(df, path, [cfg.label_column])
+    texts = column_texts(df, path, text_column, cfg.normalize)
     labels = read_labels(df[cfg.label_column].tolist(), path, cfg.label_column, cfg.label_separator)
     return Split(name, texts, labels, path, list(range(len(texts))))
 
