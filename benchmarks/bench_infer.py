@@ -16,8 +16,8 @@ fp32 and int8 (`tuneforge export`, then `tuneforge.load(export)`), each against 
 - Dedicated process (`--dedicated-rounds`, default 3): batch-1 p50 of the pipeline and of ONNX int8 with intra-op
   spinning off and on, each alone in its own child process, one after another (order rotated per round).
 torch uses --threads (default: the cores) for both TuneForge and the pipeline; ONNX Runtime gets the same intra-op
-threads (sequential executor, no spinning: spinning ONNX threads slowed the interleaved PyTorch runs 2.5×). Default model: the newest classifier under runs/bench-sst2-*/run/final or runs/evidence/*/final; without
-one, a quick 30-step fine-tune on 500 SST-2 rows into runs/bench-infer-model.
+threads (sequential executor, no spinning: spinning ONNX threads slowed the interleaved PyTorch runs 2.5×).
+Default model: the newest classifier under runs/bench-sst2-*/run/final or runs/evidence/*/final; without one, a quick 30-step fine-tune on 500 SST-2 rows into runs/bench-infer-model.
 """
 from __future__ import annotations
 

@@ -105,3 +105,19 @@ def test_total_steps_and_max_steps():
     assert total_steps(frac, 1000) == 50
     tiny, _ = _resolve(5, overrides=["train.epochs=2", "train.batch_size=16"])
     assert total_steps(tiny, 5) == 2  # at least one step per epoch
+
+
+def test_reuse_memory_setting_switches_the_allocator_tuning(monkeypatch):
+    """`runtime.reuse_memory` (default on) applies the glibc tuning on CPU; false leaves the allocator alone."""
+    import platform
+
+    from tuneforge.config import RuntimeConfig
+    from tuneforge.train import runtime
+
+    assert runtime.reuse_freed_memory() == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    calls = []
+    monkeypatch.setattr(runtime, "reuse_freed_memory", lambda: calls.append(1))
+    runtime.make_accelerator(RuntimeConfig(device="cpu", reuse_memory=False))
+    assert calls == []
+    runtime.make_accelerator(RuntimeConfig(device="cpu"))
+    assert calls == [1]

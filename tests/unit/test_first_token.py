@@ -83,7 +83,7 @@ def test_last_layer_runs_on_one_position_inside_the_block_only(family):
         assert encoder(input_ids=ids, attention_mask=mask).last_hidden_state.shape[1] == ids.shape[1]
 
 
-def test_training_with_dropout_keeps_the_distribution_shape():
+def test_pruned_training_with_dropout_learns():
     """With dropout on, the pruned forward is a different random draw but trains: loss falls on a fixed batch."""
     model = _model("bert", "sdpa", dropout=0.1).train()
     ids, mask, labels = _batch()

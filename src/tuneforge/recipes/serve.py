@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging.config
-from pathlib import Path
 
 from tuneforge.errors import UserError
 from tuneforge.serve.app import ServeSettings
@@ -34,20 +33,12 @@ def load_predictor(model: str, threads: int | None = None, batch_size: int = FOR
                    spinning: bool = False):
     """The predictor and its resolved folder; a missing folder is a one-line UserError."""
     from tuneforge.model.resolve import resolve_model
-    from tuneforge.serve.onnx_backend import ONNX_FILE, OnnxPredictor
     from tuneforge.serve.predictor import Predictor
 
     folder = resolve_model(model)
-    threads = threads or serve_threads()
-    if (Path(folder) / ONNX_FILE).is_file() and precision == "fp32":
-        return OnnxPredictor.load(folder, threads=threads, batch_size=batch_size, spinning=spinning), folder
-    if spinning:
-        raise UserError(f"--spinning: {folder} is not an fp32 `tuneforge export` folder; spinning is an ONNX Runtime "
-                        "setting. Drop --spinning or serve an export.")
-    import torch
-
-    torch.set_num_threads(threads)
-    return Predictor.load(folder, batch_size=batch_size, precision=precision), folder
+    # Predictor.load picks onnxruntime for an export folder and rejects --spinning / --precision where they do not apply.
+    return Predictor.load(folder, batch_size=batch_size, precision=precision, threads=threads or serve_threads(),
+                          spinning=spinning), folder
 
 
 def check_settings(settings: ServeSettings, port: int) -> None:

@@ -74,7 +74,7 @@ class Predictor:
             return OnnxPredictor.load(folder, **kwargs)
         if kwargs.pop("spinning", False):
             raise UserError(f"{folder}: spinning is an ONNX Runtime setting and this is a PyTorch model folder; "
-                            "drop spinning=True or load a `tuneforge export` folder.")
+                            "drop spinning=True (--spinning) or load a `tuneforge export` folder.")
         threads = kwargs.pop("threads", None)
         if threads:
             torch.set_num_threads(threads)  # process-wide, as torch's intra-op pool is
