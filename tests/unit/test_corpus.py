@@ -200,3 +200,19 @@ def test_iter_clean_texts_mixes_formats_in_order(tmp_path):
     assert stats.duplicates == 2
     assert list(stats.per_source.values()) == [2, 1, 1]
 
+
+
+def test_text_column_alternatives_in_every_corpus_format(tmp_path):
+    """`--text-column text,sentence` takes the first name each source has, as for labelled tables."""
+    from datasets import Dataset
+
+    jsonl = write_lines(tmp_path / "a.jsonl", ['{"sentence": "one"}', '{"text": "two"}'])
+    assert list(stream_source(jsonl, "text,sentence")) == ["one", "two"]
+    table = tmp_path / "b.csv"
+    table.write_text("sentence,label\nthree,x\n", encoding="utf-8")
+    assert list(stream_source(table, "text,sentence")) == ["three"]
+    folder = tmp_path / "ds"
+    Dataset.from_dict({"sentence": ["four"]}).save_to_disk(str(folder))
+    assert list(stream_source(folder, "text,sentence")) == ["four"]
+    with pytest.raises(UserError, match=r"b\.csv: no column 'review' or 'body'"):
+        list(stream_source(table, "review,body"))

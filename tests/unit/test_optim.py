@@ -4,12 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuneforge.train.optim import (
-    ProgressSchedule,
-    build_optimizer,
-    clip_gradients,
-    finish_step,
-)
+from tuneforge.train.optim import ProgressSchedule, build_optimizer
 
 
 class _Tiny(torch.nn.Module):
@@ -104,53 +99,3 @@ def test_optimizer_is_fused_adamw_with_decay_groups():
     model(torch.randn(2, 4)).sum().backward()
     opt.step()
     assert not torch.equal(before, model[0].weight)
-
-
-def _clip_both_ways(max_norm: float, grad_size: float, fused: bool = True):
-    """One AdamW step of two identical models: clip_grad_norm_ then step, and clip_gradients (folded) then step."""
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(cpu=True)
-    results = []
-    for fold in (False, True):
-        torch.manual_seed(0)
-        model = _Tiny()
-        opt = build_optimizer(model, lr=1e-2, weight_decay=0.01)
-        if not fused:
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-2, foreach=True)
-        opt = accelerator.prepare_optimizer(opt)
-        for step in range(3):
-            x = torch.randint(0, 10, (8,))
-            out = model.head(model.norm(model.lin(model.emb(x))))
-            (out.square().sum() * grad_size).backward()
-            if fold:
-                clip_gradients(accelerator, model, opt, max_norm)
-                folded = "grad_scale" in opt.optimizer.__dict__
-            else:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            opt.step()
-            finish_step(opt)
-            assert "grad_scale" not in opt.optimizer.__dict__  # the coefficient holds for one step only
-            opt.zero_grad(set_to_none=True)
-        results.append(model)
-    return results, folded
-
-
-@pytest.mark.parametrize("grad_size", [100.0, 1e-4])  # clipped, and below max_norm (coefficient 1)
-def test_clip_folded_into_fused_adamw_equals_clip_grad_norm(grad_size):
-    (plain, folded_model), folded = _clip_both_ways(max_norm=0.5, grad_size=grad_size)
-    assert folded  # the fused AdamW took the coefficient as its grad_scale
-    for (name, a), b in zip(plain.named_parameters(), folded_model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
-    # the clipped case is a real test: without clipping, the run ends elsewhere
-    (unclipped, _), _ = _clip_both_ways(max_norm=1e9, grad_size=grad_size)
-    moved = any(not torch.allclose(a, b, rtol=1e-4, atol=1e-6)
-                for a, b in zip(plain.parameters(), unclipped.parameters()))
-    assert moved == (grad_size > 1)
-
-
-def test_clip_falls_back_to_accelerate_for_a_non_fused_optimizer():
-    (plain, other), folded = _clip_both_ways(max_norm=0.5, grad_size=100.0, fused=False)
-    assert not folded
-    for a, b in zip(plain.parameters(), other.parameters()):
-        torch.testing.assert_close(a, b)

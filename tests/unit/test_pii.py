@@ -253,3 +253,16 @@ def test_redact_file_mistakes(tmp_path):
     with pytest.raises(UserError, match="TSV cannot store"):
         redact_file(tabbed, tmp_path / "o.tsv", "text")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "tab.jsonl"]  # nothing half-written
+
+
+def test_redact_file_and_data_check_take_text_column_alternatives(tmp_path):
+    from tuneforge.recipes.data_check import load_raw
+
+    src = tmp_path / "dev.csv"
+    pd.DataFrame({"sentence": ["mail ann@example.com", "fine"], "label": ["a", "b"]}).to_csv(src, index=False)
+    summary = redact_file(src, tmp_path / "out.csv", "text,sentence")
+    assert summary["rows_changed"] == 1 and summary["counts"]["EMAIL"] == 1
+    texts, labels = load_raw(str(src), "text,sentence", "label", None)
+    assert texts == ["mail ann@example.com", "fine"] and list(labels) == ["a", "b"]
+    with pytest.raises(UserError, match="no column 'text' or 'body'"):
+        load_raw(str(src), "text,body", "label", None)

@@ -25,14 +25,15 @@ def load_raw(path: str, text_column: str, label_column: str, separator: str | No
     """Texts exactly as stored (no NFKC or control-character cleaning, so encoding problems stay visible; empty
     texts are kept, to be counted) and parsed labels. A missing file, column or label is a UserError."""
     from tuneforge.data.labels import read_labels
-    from tuneforge.data.sources import read_table, require_columns
+    from tuneforge.data.sources import pick_column, read_table, require_columns
 
     try:
         df = read_table(path)
     except UnicodeEncodeError as exc:  # pandas' Arrow strings refuse a lone surrogate (JSON "\ud800")
         raise UserError(f"{path}: a text holds a lone surrogate ({exc.object[exc.start]!r} escape), which no "
                         "table can store. Fix or remove that row.") from None
-    require_columns(df, path, [text_column, label_column])
+    text_column = pick_column(df, path, text_column)
+    require_columns(df, path, [label_column])
     if len(df) == 0:
         raise UserError(f"{path}: no data rows. Add rows below the header.")
     texts = []

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from tuneforge.data.pii import PII_TYPES, redact
-from tuneforge.data.sources import read_table, require_columns
+from tuneforge.data.sources import pick_column, read_table
 from tuneforge.errors import UserError
 
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
@@ -62,7 +62,7 @@ def redact_file(input: str | Path, output: str | Path, text_column: str = "text"
     input, output = Path(input), Path(output)
     _check_paths(input, output)
     df = read_table(input)
-    require_columns(df, input, [text_column])
+    text_column = pick_column(df, input, text_column)
     counts = dict.fromkeys(PII_TYPES, 0)
     changed, texts = 0, []
     for value in df[text_column].tolist():

@@ -17,7 +17,6 @@ import torch
 
 from tuneforge.errors import UserError
 from tuneforge.train.checkpoint import load_best, save_best, save_checkpoint
-from tuneforge.train.optim import clip_gradients, finish_step
 from tuneforge.train.progress import MetricsLog, make_progress
 
 
@@ -83,9 +82,8 @@ def _train_step(accelerator, model, optimizer, objective, data, index, epoch: in
             accelerator.backward(loss * scale)
         total += loss.detach() * scale
     if cfg.max_grad_norm:
-        clip_gradients(accelerator, model, optimizer, cfg.max_grad_norm)
+        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     optimizer.step()
-    finish_step(optimizer)
     optimizer.zero_grad(set_to_none=True)
     return total
 

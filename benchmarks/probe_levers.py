@@ -1,0 +1,284 @@
+"""What each fine-tuning speed lever is worth: the same `tuneforge finetune` with every lever on, and with one lever
+switched off at a time (issue 4, "write each lever and its measured effect").
+
+Usage:
+    python benchmarks/probe_levers.py --mode step                     # in-process, interleaved steps (~5 min)
+    python benchmarks/probe_levers.py --mode run                      # whole runs: 4,000 SST-2 rows, 3 rounds (~20 min)
+    python benchmarks/probe_levers.py --mode run --train-rows 1000 --rounds 1 --variants all,no_reuse_memory
+
+Two modes, because this shared machine moves whole runs by ±8% between neighbours, more than most levers:
+  step  One process holds one model + optimizer per variant (the same pretrained weights) and times them on the
+        same SST-2 batches, interleaved: every round each variant runs the same `--steps-per-round` batches, the
+        order rotated, and the lever's effect is the median over rounds of (variant seconds ÷ `all` seconds) —
+        neighbours' noise hits both sides of each ratio. Levers that act per process (`no_reuse_memory`) or on the
+        batch order (`no_length_grouping`) cannot be interleaved and are left to `run`.
+  run   Whole `tuneforge finetune` runs, below. Ground truth for the big levers, too coarse for ~1% ones.
+
+In `run` mode every run is `python -m tuneforge finetune` with bench_finetune.py's arguments (same rows, hyperparameters and seed,
+fp32, no evaluation during training) in its own child process, which switches its one lever off before the command
+starts. The order of the variants rotates every round; the effect of a lever is the median train seconds with it
+off over the median with everything on (> 1: the lever saves that factor). Train seconds are summary.json's:
+loading, tokenizing and the closing evaluation are outside. Dev accuracy is reported to show the levers do not move
+it beyond a seed's noise (the dropout levers draw different random masks, so single runs differ a little).
+
+Variants (how the child switches the lever off):
+  all                 nothing: the shipped defaults
+  no_first_token      the last layer runs at every position (objectives.first_token_only → a no-op)
+  no_fast_dropout     PyTorch's nn.Dropout (use_fast_dropout → a no-op)
+  no_fused_adamw      foreach AdamW
+  no_reuse_memory     runtime.reuse_memory=false (glibc returns freed blocks; they fault back in)
+  no_length_grouping  shuffled batches without sorting inside mega-batches (more padding)
+Writes benchmarks/results/probe_levers_<rows>.json (`run`) or probe_levers_step.json (`step`); work files go to
+runs/probe-levers-<rows>/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_finetune import MARK, RESULTS, ROOT, emit, prepare_data, tuneforge_args
+from envinfo import environment, load_average
+
+STEP_VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw")
+VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw", "no_reuse_memory", "no_length_grouping")
+
+
+def switch_off(variant: str) -> list[str]:
+    """Patch this (child) process so `variant`'s lever is off; returns extra `--set` arguments."""
+    from contextlib import nullcontext
+    from functools import partial
+
+    import torch
+
+    if variant == "no_first_token":
+        import tuneforge.train.objectives as objectives
+
+        objectives.first_token_only = lambda model: nullcontext()
+    elif variant == "no_fast_dropout":
+        import tuneforge.recipes.finetune as finetune
+
+        finetune.use_fast_dropout = lambda model: 0
+    elif variant == "no_fused_adamw":
+        import tuneforge.recipes.finetune as finetune
+
+        def foreach_adamw(model, lr, weight_decay):
+            decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+            rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+            return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                      {"params": rest, "weight_decay": 0.0}], lr=lr, foreach=True)
+
+        finetune.build_optimizer = foreach_adamw
+    elif variant == "no_length_grouping":
+        import tuneforge.data.encode as encode
+
+        encode.length_grouped_batches = partial(encode.length_grouped_batches, mega=1)  # sorted within one batch only
+    elif variant == "no_reuse_memory":
+        return ["--set", "runtime.reuse_memory=false"]
+    elif variant != "all":
+        raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    return []
+
+
+def child(args) -> None:
+    work = Path(args.work)
+    extra = switch_off(args.child)
+    out = work / "run"
+    argv = tuneforge_args(work, 1.0, args.threads, args.seed)
+    argv[argv.index("--output") + 1] = str(out)
+    sys.argv = ["tuneforge", *argv, "--set", "eval.baseline=false", *extra]
+    from tuneforge.cli import main
+
+    main()
+    summary = json.loads((out / "summary.json").read_text())
+    emit({"train_seconds": summary["train_seconds"], "dev_accuracy": summary["metrics"]["test"]["accuracy"],
+          "steps": summary["steps"]})
+
+
+def run_variant(variant: str, args, round_: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant, "--work", str(args.work),
+           "--threads", str(args.threads), "--seed", str(args.seed)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    print(f"  {variant} r{round_} ...", end="", flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+                          check=False)
+    log = Path(args.work) / "logs" / f"{variant}-r{round_}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(proc.stdout)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith(MARK)]
+    if proc.returncode or not lines:
+        print(proc.stdout[-3000:])
+        raise SystemExit(f"variant {variant} failed (exit {proc.returncode}); log: {log}")
+    result = json.loads(lines[-1][len(MARK):])
+    print(f" train {result['train_seconds']:.1f} s (wall {time.perf_counter() - start:.0f} s)")
+    return result
+
+
+def summarize(raw: dict) -> tuple[dict, dict]:
+    runs = {v: {"train_seconds": statistics.median(r["train_seconds"] for r in rs),
+                "dev_accuracy": round(statistics.fmean(r["dev_accuracy"] for r in rs), 5),
+                "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs), "repeats": rs}
+            for v, rs in raw.items()}
+    base = runs["all"]["train_seconds"]
+    ratios = {v[3:]: round(r["train_seconds"] / base, 3) for v, r in runs.items() if v != "all"}
+    return runs, ratios
+
+
+def step_probe(args) -> dict:
+    """Every STEP_VARIANT as its own model + optimizer in this process, timed on the same batches, interleaved."""
+    from contextlib import nullcontext
+
+    import numpy as np
+    import torch
+
+    import tuneforge.train.objectives as objectives
+    from tuneforge.config.schema import RuntimeConfig
+    from tuneforge.data.encode import LengthGroupedBatches, encode_texts
+    from tuneforge.data.labels import LabelSpace
+    from tuneforge.model.build import load_classifier, load_tokenizer
+    from tuneforge.model.dropout import use_fast_dropout
+    from tuneforge.train.optim import build_optimizer
+    from tuneforge.train.runtime import make_accelerator
+
+    from bench_finetune import HP, read_sst2
+
+    accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=args.threads))
+    train, _ = read_sst2()
+    subset = train.sample(n=args.train_rows, random_state=args.data_seed)
+    labels = LabelSpace.from_labels(sorted(set(subset["label"])))
+    tokenizer = load_tokenizer(HP["model"])
+    encoded = encode_texts(tokenizer, subset["sentence" if "sentence" in subset else "text"].tolist(), HP["max_length"],
+                           labels.encode(subset["label"].tolist()))
+    data = LengthGroupedBatches(encoded, tokenizer.pad_token_id or 0)
+    batches = data.batches(HP["batch_size"], args.seed, 0)
+    plain_step = objectives.make_objective("classification", multi_label=False)
+
+    def no_first_token_step(model, batch):
+        saved, objectives.first_token_only = objectives.first_token_only, lambda m: nullcontext()
+        try:
+            return plain_step(model, batch)
+        finally:
+            objectives.first_token_only = saved
+
+    def build(variant: str):
+        torch.manual_seed(args.seed)
+        model = load_classifier(HP["model"], labels)
+        if variant != "no_fast_dropout":
+            use_fast_dropout(model)
+        model.train()
+        if variant == "no_fused_adamw":
+            decay = [p for p in model.parameters() if p.ndim >= 2]
+            rest = [p for p in model.parameters() if p.ndim < 2]
+            optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": HP["weight_decay"]},
+                                           {"params": rest, "weight_decay": 0.0}], lr=HP["learning_rate"], foreach=True)
+        else:
+            optimizer = build_optimizer(model, HP["learning_rate"], HP["weight_decay"])
+        optimizer = accelerator.prepare_optimizer(optimizer)
+        objective = no_first_token_step if variant == "no_first_token" else plain_step
+
+        def step(index: np.ndarray) -> None:
+            loss, _ = objective(model, data.collate(index, 0))
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        return step
+
+    variants = ["all", *[v for v in args.variants.split(",") if v in STEP_VARIANTS and v != "all"]]
+    steps = {v: build(v) for v in variants}
+    for index in batches[:3]:  # warm-up: allocator, caches, optimizer state
+        for step in steps.values():
+            step(index)
+    seconds = {v: [] for v in variants}
+    k = args.steps_per_round
+    rounds = max(1, min(args.rounds, (len(batches) - 3) // k))
+    for r in range(rounds):
+        chunk = batches[3 + r * k: 3 + (r + 1) * k]
+        for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+            start = time.perf_counter()
+            for index in chunk:
+                steps[v](index)
+            seconds[v].append((time.perf_counter() - start) / len(chunk))
+        print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{v} {1000 * seconds[v][-1]:.0f} ms" for v in variants))
+    ratios = {v[3:]: round(statistics.median(a / b for a, b in zip(seconds[v], seconds["all"])), 4)
+              for v in variants if v != "all"}
+    spread = {v[3:]: [round(min(a / b for a, b in zip(seconds[v], seconds["all"])), 3),
+                      round(max(a / b for a, b in zip(seconds[v], seconds["all"])), 3)]
+              for v in variants if v != "all"}
+    return {"benchmark": "probe_levers_step", "train_rows": args.train_rows, "rounds": rounds, "steps_per_round": k,
+            "ratios": ratios, "targets_met": {"every_lever_saves_time": all(x > 1.0 for x in ratios.values())},
+            "note": "ratio = median over rounds of (step seconds with the lever off ÷ with every lever on), the "
+                    "same batches interleaved in one process (> 1: the lever helps); spread = min and max per round",
+            "spread": spread, "ms_per_step_median": {v: round(1000 * statistics.median(x), 1)
+                                                     for v, x in seconds.items()},
+            "command": " ".join(["python", *sys.argv]), "machine": {**environment(args.threads),
+                                                                  "load_average_at_end": load_average()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=["step", "run"], default="step",
+                    help="step: interleaved steps in one process (fine levers); run: whole fine-tune runs")
+    ap.add_argument("--train-rows", type=int, default=4000)
+    ap.add_argument("--rounds", type=int, default=0, help="run: runs per variant (default 3); step: rounds "
+                                                         "(default 12); order rotated each round, medians")
+    ap.add_argument("--steps-per-round", type=int, default=8, help="step mode: batches per variant per round")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; 'all' is always included")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    if args.mode == "step":
+        args.rounds = args.rounds or 12
+        result = step_probe(args)
+        out = RESULTS / "probe_levers_step.json"
+        out.write_text(json.dumps(result, indent=2))
+        for lever, ratio in result["ratios"].items():
+            print(f"{lever:<16} off costs {ratio:.3f}×  (rounds {result['spread'][lever][0]}–{result['spread'][lever][1]})")
+        print(f"wrote {out.relative_to(ROOT)}")
+        return None
+    args.rounds = args.rounds or 3
+    variants = ["all", *[v for v in args.variants.split(",") if v and v != "all"]]
+    for v in variants:
+        if v not in VARIANTS:
+            raise SystemExit(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    args.work = str(ROOT / "runs" / f"probe-levers-{args.train_rows}")
+    machine = environment(args.threads)
+    data = prepare_data(argparse.Namespace(train_rows=args.train_rows, data_seed=args.data_seed, dev_rows=0,
+                                           eval_rows=[1]), Path(args.work) / "data")
+    raw, orders = {v: [] for v in variants}, []
+    for k in range(args.rounds):
+        order = variants[k % len(variants):] + variants[:k % len(variants)]
+        orders.append(order)
+        for v in order:
+            raw[v].append(run_variant(v, args, k + 1))
+    runs, ratios = summarize(raw)
+    result = {"benchmark": "probe_levers", "data": data, "rounds": args.rounds, "orders": orders, "seed": args.seed,
+              "ratios": ratios,
+              "targets_met": {"every_lever_saves_time": all(r > 1.0 for r in ratios.values())},
+              "note": "ratio = median train seconds with the lever off ÷ with every lever on (> 1: the lever helps)",
+              "runs": runs, "command": " ".join(["python", *sys.argv]),
+              "machine": {**machine, "load_average_at_end": load_average()}}
+    out = RESULTS / f"probe_levers_{args.train_rows}.json"
+    out.write_text(json.dumps(result, indent=2))
+    width = max(len(v) for v in runs)
+    for v, r in runs.items():
+        effect = "" if v == "all" else f"  off costs {ratios[v[3:]]:.3f}×"
+        print(f"{v:<{width}}  {r['train_seconds']:6.2f} s  acc {r['dev_accuracy']:.4f}{effect}")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
