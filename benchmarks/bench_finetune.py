@@ -271,24 +271,29 @@ CHILDREN = {"peak": child_peak, "probe": child_probe, "tuneforge": child_tunefor
 
 # ----------------------------------------------------------------------------------------------- parent
 
-def run_child(mode: str, args, log_name: str, extra: list[str] | None = None) -> dict:
-    """Run one child mode of this script; its output goes to a log file, its result line comes back."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--work", str(args.work),
-           "--epochs", str(args.epochs), "--threads", str(args.threads), "--precision", args.precision, *(extra or [])]
+def run_marked(cmd: list[str], log: Path, label: str) -> dict:
+    """Run one child process (offline), keep its output in `log`, return the JSON of its last result line plus
+    its wall seconds; a failed child stops the benchmark with its output's tail."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
-    print(f"  {log_name} ...", end="", flush=True)
+    print(f"  {label} ...", end="", flush=True)
     start = time.perf_counter()
     proc = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - start
-    log = Path(args.work) / "logs" / f"{log_name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(proc.stdout)
     lines = [x for x in proc.stdout.splitlines() if x.startswith(MARK)]
     if proc.returncode or not lines:
         print(proc.stdout[-3000:])
-        raise SystemExit(f"child {mode} failed (exit {proc.returncode}); log: {log}")
+        raise SystemExit(f"child {label} failed (exit {proc.returncode}); log: {log}")
     print(f" {wall:.0f} s")
     return {**json.loads(lines[-1][len(MARK):]), "wall_seconds": round(wall, 1)}
+
+
+def run_child(mode: str, args, log_name: str, extra: list[str] | None = None) -> dict:
+    """Run one child mode of this script; its output goes to a log file, its result line comes back."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--work", str(args.work),
+           "--epochs", str(args.epochs), "--threads", str(args.threads), "--precision", args.precision, *(extra or [])]
+    return run_marked(cmd, Path(args.work) / "logs" / f"{log_name}.log", log_name)
 
 
 def median_run(repeats: list[dict], rows: int, tokens: int, epochs: float) -> dict:

@@ -37,13 +37,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_finetune import MARK, RESULTS, ROOT, emit, prepare_data, tuneforge_args
+from bench_finetune import RESULTS, ROOT, emit, prepare_data, run_marked, tuneforge_args
 from envinfo import environment, load_average
 
 STEP_VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw")
@@ -104,21 +103,8 @@ def child(args) -> None:
 def run_variant(variant: str, args, round_: int) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant, "--work", str(args.work),
            "--threads", str(args.threads), "--seed", str(args.seed)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    print(f"  {variant} r{round_} ...", end="", flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-                          check=False)
-    log = Path(args.work) / "logs" / f"{variant}-r{round_}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(proc.stdout)
-    lines = [x for x in proc.stdout.splitlines() if x.startswith(MARK)]
-    if proc.returncode or not lines:
-        print(proc.stdout[-3000:])
-        raise SystemExit(f"variant {variant} failed (exit {proc.returncode}); log: {log}")
-    result = json.loads(lines[-1][len(MARK):])
-    print(f" train {result['train_seconds']:.1f} s (wall {time.perf_counter() - start:.0f} s)")
-    return result
+    name = f"{variant}-r{round_}"
+    return run_marked(cmd, Path(args.work) / "logs" / f"{name}.log", name)
 
 
 def summarize(raw: dict) -> tuple[dict, dict]:
@@ -137,6 +123,7 @@ def step_probe(args) -> dict:
 
     import numpy as np
     import torch
+    from bench_finetune import HP, read_sst2
 
     import tuneforge.train.objectives as objectives
     from tuneforge.config.schema import RuntimeConfig
@@ -146,8 +133,6 @@ def step_probe(args) -> dict:
     from tuneforge.model.dropout import use_fast_dropout
     from tuneforge.train.optim import build_optimizer
     from tuneforge.train.runtime import make_accelerator
-
-    from bench_finetune import HP, read_sst2
 
     accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=args.threads))
     train, _ = read_sst2()
