@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuneforge.data.pii import redact
-from tuneforge.data.sources import pick_column, read_table
+from tuneforge.data.sources import first_column, pick_column, read_table
 from tuneforge.errors import UserError
 
 # C0/C1 control characters except tab and newline (those become spaces when whitespace is collapsed).
@@ -59,11 +59,6 @@ def _stream_text_file(p: Path) -> Iterator[str]:
                                 "UTF-8, e.g. `iconv -f latin1 -t utf-8`.") from None
 
 
-def _alternatives(column: str) -> list[str]:
-    """`--text-column text,sentence`: the names to try, in order (as `sources.pick_column` for tables)."""
-    return [column, *(c.strip() for c in column.split(",") if c.strip())]
-
-
 def _stream_jsonl(p: Path, column: str) -> Iterator[str]:
     for n, line in enumerate(_stream_text_file(p), start=1):
         if not line.strip():
@@ -73,7 +68,7 @@ def _stream_jsonl(p: Path, column: str) -> Iterator[str]:
         except json.JSONDecodeError as exc:
             raise UserError(f"{p}:{n}: invalid JSON ({exc.msg}). Each line must be one object like "
                             f'{{"{column}": "..."}}.') from None
-        name = next((c for c in _alternatives(column) if isinstance(row, dict) and c in row), None)
+        name = first_column(column, row) if isinstance(row, dict) else None
         if name is None:
             raise UserError(f"{p}:{n}: no '{column}' field. Pass the right name with --text-column.")
         if isinstance(row[name], str):
@@ -89,7 +84,7 @@ def _stream_datasets(p: Path, column: str) -> Iterator[str]:
         raise UserError(f"{p}: not a saved `datasets` folder ({exc}).") from None
     if isinstance(ds, DatasetDict):
         ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
-    column = next((c for c in _alternatives(column) if c in ds.column_names), None) or column
+    column = first_column(column, ds.column_names) or column
     if column not in ds.column_names:
         raise UserError(f"{p}: no column '{column}'. Columns are: {', '.join(ds.column_names)}. Use --text-column.")
     for start in range(0, len(ds), 10_000):  # memory-mapped; read a slice at a time

@@ -130,18 +130,26 @@ def require_columns(df: pd.DataFrame, path: str | Path, columns: list[str], flag
             raise UserError(f"{path}: no column '{col}'. Columns are: {have}. Pass the right name with {flag}/--label-column.")
 
 
-def pick_column(df: pd.DataFrame, path: str | Path, spec: str, flag: str = "--text-column") -> str:
-    """`spec` is a column name or comma-separated alternatives (`text,sentence`): the first one this file has.
-
-    Alternatives let one setting cover splits whose headers differ (SST-2: `text` in train, `sentence` in dev)."""
-    if spec in df.columns:
+def first_column(spec: str, available) -> str | None:
+    """`spec` is a column name or comma-separated alternatives (`text,sentence`): the first one in `available`
+    (a table's columns, a JSON object's keys), or None. Alternatives let one setting cover sources whose headers
+    differ (SST-2: `text` in train, `sentence` in dev)."""
+    if spec in available:
         return spec
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    for name in names:
-        if name in df.columns:
-            return name
+    return next((n for n in _choices(spec) if n in available), None)
+
+
+def _choices(spec: str) -> list[str]:
+    return [n.strip() for n in spec.split(",") if n.strip()]
+
+
+def pick_column(df: pd.DataFrame, path: str | Path, spec: str, flag: str = "--text-column") -> str:
+    """`first_column` of a table, or a one-line UserError naming every alternative and the file's columns."""
+    name = first_column(spec, df.columns)
+    if name is not None:
+        return name
     have = ", ".join(map(str, df.columns))
-    wanted = " or ".join(f"'{n}'" for n in names) or f"'{spec}'"
+    wanted = " or ".join(f"'{n}'" for n in _choices(spec)) or f"'{spec}'"
     raise UserError(f"{path}: no column {wanted}. Columns are: {have}. Pass the right name with {flag} "
                     "(comma-separated alternatives, e.g. text,sentence, cover files with different headers).")
 
