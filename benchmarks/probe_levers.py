@@ -25,7 +25,9 @@ Variants (how the child switches the lever off):
   all                 nothing: the shipped defaults
   no_first_token      the last layer runs at every position (objectives.first_token_only → a no-op)
   no_fast_dropout     PyTorch's nn.Dropout (use_fast_dropout → a no-op)
-  no_fused_adamw      foreach AdamW
+  no_fused_adamw      foreach AdamW (dense embedding gradient too: foreach has no row path)
+  no_embedding_rows   the word embedding trained densely (sparse_rows.row_table → None): a vocabulary-sized gradient,
+                      clip_grad_norm_ and fused AdamW over every row
   no_reuse_memory     runtime.reuse_memory=false (glibc returns freed blocks; they fault back in)
   no_length_grouping  shuffled batches without sorting inside mega-batches (more padding)
 Writes benchmarks/results/probe_levers_<rows>.json (`run`) or probe_levers_step.json (`step`); work files go to
@@ -45,8 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_finetune import RESULTS, ROOT, emit, prepare_data, run_marked, tuneforge_args
 from envinfo import environment, load_average
 
-STEP_VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw")
-VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw", "no_reuse_memory", "no_length_grouping")
+STEP_VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw", "no_embedding_rows")
+VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw", "no_embedding_rows", "no_reuse_memory",
+            "no_length_grouping")
 
 
 def switch_off(variant: str) -> list[str]:
@@ -67,13 +70,18 @@ def switch_off(variant: str) -> list[str]:
     elif variant == "no_fused_adamw":
         import tuneforge.recipes.finetune as finetune
 
-        def foreach_adamw(model, lr, weight_decay):
+        def foreach_adamw(model, lr, weight_decay, sparse=None):
             decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
             rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
             return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                       {"params": rest, "weight_decay": 0.0}], lr=lr, foreach=True)
 
         finetune.build_optimizer = foreach_adamw
+        finetune.row_table = lambda model, ids: None  # the row table rides on the fused step
+    elif variant == "no_embedding_rows":
+        import tuneforge.recipes.finetune as finetune
+
+        finetune.row_table = lambda model, ids: None
     elif variant == "no_length_grouping":
         import tuneforge.data.encode as encode
 
@@ -133,6 +141,7 @@ def step_probe(args) -> dict:
     from tuneforge.model.dropout import use_fast_dropout
     from tuneforge.train.optim import build_optimizer
     from tuneforge.train.runtime import make_accelerator
+    from tuneforge.train.sparse_rows import row_table
 
     accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=args.threads))
     train, _ = read_sst2()
@@ -144,6 +153,7 @@ def step_probe(args) -> dict:
     data = LengthGroupedBatches(encoded, tokenizer.pad_token_id or 0)
     batches = data.batches(HP["batch_size"], args.seed, 0)
     plain_step = objectives.make_objective("classification", multi_label=False)
+    train_ids = [i for row in encoded.input_ids for i in row]
 
     def no_first_token_step(model, batch):
         saved, objectives.first_token_only = objectives.first_token_only, lambda m: nullcontext()
@@ -164,14 +174,19 @@ def step_probe(args) -> dict:
             optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": HP["weight_decay"]},
                                            {"params": rest, "weight_decay": 0.0}], lr=HP["learning_rate"], foreach=True)
         else:
-            optimizer = build_optimizer(model, HP["learning_rate"], HP["weight_decay"])
+            table = row_table(model, train_ids) if variant != "no_embedding_rows" else None
+            optimizer = build_optimizer(model, HP["learning_rate"], HP["weight_decay"], table)
         optimizer = accelerator.prepare_optimizer(optimizer)
         objective = no_first_token_step if variant == "no_first_token" else plain_step
+        clip = getattr(optimizer.optimizer, "clip_grad_norm_", None)  # as the loop: the row path clips its rows too
 
         def step(index: np.ndarray) -> None:
             loss, _ = objective(model, data.collate(index, 0))
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            if clip is not None:
+                clip(1.0)
+            else:
+                accelerator.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 

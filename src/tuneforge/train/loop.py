@@ -18,6 +18,7 @@ import torch
 from tuneforge.errors import UserError
 from tuneforge.train.checkpoint import load_best, save_best, save_checkpoint
 from tuneforge.train.progress import MetricsLog, make_progress
+from tuneforge.train.sparse_rows import flush
 
 
 @dataclass
@@ -82,7 +83,11 @@ def _train_step(accelerator, model, optimizer, objective, data, index, epoch: in
             accelerator.backward(loss * scale)
         total += loss.detach() * scale
     if cfg.max_grad_norm:
-        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        own = getattr(getattr(optimizer, "optimizer", optimizer), "clip_grad_norm_", None)  # gradients outside .grad
+        if own is not None:
+            own(cfg.max_grad_norm)
+        else:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total
@@ -127,6 +132,7 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
                 if state.step % cfg.eval_every == 0 or state.stop_reason:
                     state.pending_losses = accelerator.reduce(torch.stack(window["loss"]), "mean").tolist() if window["loss"] else []
                     paused = time.time()
+                    flush(optimizer)  # weights the optimizer holds apart land before they are read or saved
                     _evaluate_and_checkpoint(accelerator, model, evaluate, cfg, state, log)
                     window["t"] += time.time() - paused  # evaluation time is not training time...
                     start = time.time() - state.train_seconds  # ...for the throughput nor the budget
@@ -135,6 +141,7 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
             else:
                 state.epoch += 1
                 state.batch_in_epoch = 0
+    flush(optimizer)
     if state.best_step is not None:
         load_best(accelerator.unwrap_model(model), cfg.run_dir, state.best_step)
     return state

@@ -1,0 +1,124 @@
+"""The word embedding trained as a table of the training set's rows: the same weights as dense fused AdamW +
+clip_grad_norm_, with no dense gradient."""
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
+
+from tuneforge.train.optim import build_optimizer
+from tuneforge.train.sparse_rows import EmbeddingRowsAdamW, flush, row_table
+
+SIZES = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+             max_position_embeddings=64, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def _model():
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(**SIZES)).train()
+
+
+def _batches(n: int, accum: int = 1):
+    """Batches over a 60-id slice of the vocabulary that shifts each step: rows get touched, then left alone."""
+    gen = torch.Generator().manual_seed(1)
+    out = []
+    for step in range(n):
+        parts = []
+        for _ in range(accum):
+            ids = torch.randint(5 + 20 * step, 65 + 20 * step, (4, 9), generator=gen)
+            mask = torch.ones_like(ids)
+            mask[1, 6:] = 0
+            ids[mask == 0] = 0  # BERT's padding row: never updated
+            parts.append((ids, mask, torch.randint(0, 3, (4,), generator=gen)))
+        out.append(parts)
+    return out
+
+
+def _train_ids(batches):
+    return torch.cat([ids[mask.bool()] for parts in batches for ids, mask, _ in parts])
+
+
+def _train(model, optimizer, batches, max_norm, lrs):
+    for parts, lr in zip(batches, lrs):
+        for g in optimizer.param_groups:
+            # A larger eps keeps Adam from blowing float-rounding differences in near-zero gradients (a key bias's
+            # is 0 up to rounding) up to ±lr; the arithmetic compared is the same.
+            g["lr"], g["eps"] = lr, 1e-3
+        for ids, mask, labels in parts:
+            (model(input_ids=ids, attention_mask=mask, labels=labels).loss / len(parts)).backward()
+        if isinstance(optimizer, EmbeddingRowsAdamW):
+            optimizer.clip_grad_norm_(max_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    flush(optimizer)  # as the loop does before every evaluation and checkpoint
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+@pytest.mark.parametrize("max_norm", [0.05, 100.0])  # clipping binding, and not
+def test_same_weights_as_dense_fused_adamw(accum, max_norm):
+    lrs = [1e-2, 2e-2, 1.5e-2, 1e-2, 5e-3, 2e-3]  # the schedule moves the lr, so the lazy decay must track it
+    batches = _batches(len(lrs), accum)
+    dense = _model()
+    _train(dense, build_optimizer(dense, 1e-2, weight_decay=0.1), batches, max_norm, lrs)
+    model = _model()
+    table = row_table(model, _train_ids(batches))
+    optimizer = build_optimizer(model, 1e-2, weight_decay=0.1, table=table)
+    assert isinstance(optimizer, EmbeddingRowsAdamW)
+    _train(model, optimizer, batches[:3], max_norm, lrs[:3])
+    _train(model, optimizer, batches[3:], max_norm, lrs[3:])  # a flush in the middle, as at an evaluation
+
+    assert table.weight.grad is None  # the dense vocabulary-sized gradient never existed
+    assert len(table.ids) < 200 and optimizer.state[table.weight]["exp_avg"].shape == (len(table.ids), 32)
+    want, got = dict(dense.named_parameters()), dict(model.named_parameters())
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], atol=2e-6, rtol=1e-5, msg=name)
+    emb = "bert.embeddings.word_embeddings.weight"
+    start = _model().state_dict()[emb]
+    # Never in a gradient (the padding row; rows past the batches' ids): weight decay only, as in the dense step.
+    factor = float(torch.tensor([1 - lr * 0.1 for lr in lrs]).prod())
+    for rows in (slice(0, 1), slice(200, None)):
+        torch.testing.assert_close(got[emb][rows], start[rows] * factor, atol=1e-7, rtol=1e-6)
+
+
+def test_state_dict_round_trip_resumes_identically():
+    lrs = [1e-2] * 6
+    batches = _batches(6)
+    ids = _train_ids(batches)
+    whole = _model()
+    opt = build_optimizer(whole, 1e-2, 0.1, table=row_table(whole, ids))
+    _train(whole, opt, batches, 1.0, lrs)
+
+    first = _model()
+    opt = build_optimizer(first, 1e-2, 0.1, table=row_table(first, ids))
+    _train(first, opt, batches[:3], 1.0, lrs[:3])
+    weights, state = {k: v.clone() for k, v in first.state_dict().items()}, opt.state_dict()
+    resumed = _model()
+    opt = build_optimizer(resumed, 1e-2, 0.1, table=row_table(resumed, ids))
+    resumed.load_state_dict(weights)
+    opt.load_state_dict(state)
+    _train(resumed, opt, batches[3:], 1.0, lrs[3:])
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6, msg=name)
+    assert set(opt.state_dict()["state"][0]) >= {"step", "exp_avg", "exp_avg_sq"}  # AdamW's keys, so tools read it
+
+
+def test_not_used_for_tied_or_frozen_embeddings():
+    torch.manual_seed(0)
+    mlm = BertForMaskedLM(BertConfig(**SIZES))  # decoder tied to the word embedding
+    assert row_table(mlm, torch.arange(10)) is None
+    model = _model()
+    model.get_input_embeddings().weight.requires_grad_(False)
+    assert row_table(model, torch.arange(10)) is None
+
+
+def test_lookup_outside_the_table_fails_and_release_restores_the_plain_embedding():
+    model = _model()
+    table = row_table(model, torch.arange(5, 50))
+    ids = torch.tensor([[7, 8, 120]])
+    with pytest.raises(RuntimeError, match="outside the rows"):
+        model(input_ids=ids)
+    with torch.no_grad():  # evaluation reads the weight itself, any id
+        before = model(input_ids=ids).logits
+    table.release()
+    torch.testing.assert_close(model(input_ids=ids).logits.detach(), before)
+    assert "forward" not in model.get_input_embeddings().__dict__
