@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_finetune import RESULTS, ROOT, emit, prepare_data, run_marked, tuneforge_args
 from envinfo import environment, load_average
 
+PHASES = ("forward", "backward", "clip", "optimizer")  # step mode: where each variant's time goes
 STEP_VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw", "no_embedding_rows")
 VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw", "no_embedding_rows", "no_reuse_memory",
             "no_length_grouping")
@@ -153,7 +154,7 @@ def step_probe(args) -> dict:
     data = LengthGroupedBatches(encoded, tokenizer.pad_token_id or 0)
     batches = data.batches(HP["batch_size"], args.seed, 0)
     plain_step = objectives.make_objective("classification", multi_label=False)
-    train_ids = [i for row in encoded.input_ids for i in row]
+    train_ids = [tokenizer.pad_token_id or 0, *(i for row in encoded.input_ids for i in row)]  # as finetune()
 
     def no_first_token_step(model, batch):
         saved, objectives.first_token_only = objectives.first_token_only, lambda m: nullcontext()
@@ -179,24 +180,34 @@ def step_probe(args) -> dict:
         optimizer = accelerator.prepare_optimizer(optimizer)
         objective = no_first_token_step if variant == "no_first_token" else plain_step
         clip = getattr(optimizer.optimizer, "clip_grad_norm_", None)  # as the loop: the row path clips its rows too
+        spent = phases.setdefault(variant, dict.fromkeys(PHASES, 0.0))
 
         def step(index: np.ndarray) -> None:
+            t0 = time.perf_counter()
             loss, _ = objective(model, data.collate(index, 0))
+            t1 = time.perf_counter()
             accelerator.backward(loss)
+            t2 = time.perf_counter()
             if clip is not None:
                 clip(1.0)
             else:
                 accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            t3 = time.perf_counter()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            for name, (a, b) in zip(PHASES, ((t0, t1), (t1, t2), (t2, t3), (t3, time.perf_counter()))):
+                spent[name] += b - a
 
         return step
 
     variants = ["all", *[v for v in args.variants.split(",") if v in STEP_VARIANTS and v != "all"]]
+    phases: dict[str, dict[str, float]] = {}
     steps = {v: build(v) for v in variants}
     for index in batches[:3]:  # warm-up: allocator, caches, optimizer state
         for step in steps.values():
             step(index)
+    for spent in phases.values():
+        spent.update(dict.fromkeys(PHASES, 0.0))
     seconds = {v: [] for v in variants}
     k = args.steps_per_round
     rounds = max(1, min(args.rounds, (len(batches) - 3) // k))
@@ -219,6 +230,10 @@ def step_probe(args) -> dict:
                     "same batches interleaved in one process (> 1: the lever helps); spread = min and max per round",
             "spread": spread, "ms_per_step_median": {v: round(1000 * statistics.median(x), 1)
                                                      for v, x in seconds.items()},
+            "ms_per_step_by_phase": {v: {name: round(1000 * t / (rounds * k), 2) for name, t in spent.items()}
+                                     for v, spent in phases.items()},
+            "phase_note": "mean ms per timed step in each phase (forward, backward, clip, optimizer step + zero_grad), "
+                          "summed over the same interleaved rounds: a lever should move only its own phases",
             "command": " ".join(["python", *sys.argv]), "machine": {**environment(args.threads),
                                                                   "load_average_at_end": load_average()}}
 

@@ -122,3 +122,38 @@ def test_lookup_outside_the_table_fails_and_release_restores_the_plain_embedding
     table.release()
     torch.testing.assert_close(model(input_ids=ids).logits.detach(), before)
     assert "forward" not in model.get_input_embeddings().__dict__
+
+
+@pytest.mark.parametrize("first", ["table", "dense"])
+def test_checkpoints_cross_between_table_and_dense_adamw(first):
+    """A checkpoint saved with the table resumes densely (several processes, another device) and vice versa."""
+    lrs = [1e-2] * 6
+    batches = _batches(6)
+    ids = _train_ids(batches)
+    whole = _model()
+    _train(whole, build_optimizer(whole, 1e-2, 0.1), batches, 1.0, lrs)
+
+    def optimizer(model, table: bool):
+        return build_optimizer(model, 1e-2, 0.1, table=row_table(model, ids) if table else None)
+
+    a = _model()
+    opt = optimizer(a, first == "table")
+    _train(a, opt, batches[:3], 1.0, lrs[:3])
+    weights, state = {k: v.clone() for k, v in a.state_dict().items()}, opt.state_dict()
+    emb = state["state"][0]
+    assert emb["exp_avg"].shape == (300, 32)  # dense in the checkpoint, whichever optimizer wrote it
+    b = _model()
+    opt = optimizer(b, first != "table")
+    b.load_state_dict(weights)
+    opt.load_state_dict(state)
+    _train(b, opt, batches[3:], 1.0, lrs[3:])
+    for (name, x), y in zip(whole.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(y, x, atol=2e-6, rtol=1e-5, msg=name)
+
+
+def test_not_used_for_an_embedding_shared_by_several_modules():
+    from transformers import T5Config, T5ForSequenceClassification
+
+    torch.manual_seed(0)
+    t5 = T5ForSequenceClassification(T5Config(vocab_size=300, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2))
+    assert row_table(t5, torch.arange(10)) is None  # encoder and decoder embed_tokens share `shared.weight`

@@ -68,17 +68,17 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
         atomic_write_text(run_dir / "split.json", json.dumps(split_record(splits)))
 
     steps = total_steps(cfg, n_train)
+    pad_id = tokenizer.pad_token_id or 0
     # CPU, one process: the word embedding trains as the rows the training texts use (same result, less work).
     table = None
     if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
-        table = row_table(model, [i for row in encoded["train"].input_ids for i in row])
+        table = row_table(model, [pad_id, *(i for row in encoded["train"].input_ids for i in row)])
     optimizer = build_optimizer(model, cfg.train.learning_rate, cfg.train.weight_decay, table)
     scheduler = ProgressSchedule(optimizer, cfg.train.warmup_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     weights = balanced_class_weights(labels.class_counts(targets["train"]), cfg.train.class_weights)
     objective = make_objective("classification", multi_label=labels.multi_label, weights=weights)
-    pad_id = tokenizer.pad_token_id or 0
 
     def evaluate(m, split="validation", details=False):
         return evaluate_classifier(accelerator.unwrap_model(m), encoded[split], labels.names, labels.multi_label,
@@ -89,10 +89,12 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
 
     state = resume_state(accelerator, run_dir) if resume else LoopState()
     MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process).truncate_after(state.step)
-    state = fit(accelerator, model, optimizer, scheduler, LengthGroupedBatches(encoded["train"], pad_id), objective,
-                evaluate, _loop_config(cfg, run_dir, steps), state)
-    if table is not None:
-        table.release()
+    try:
+        state = fit(accelerator, model, optimizer, scheduler, LengthGroupedBatches(encoded["train"], pad_id), objective,
+                    evaluate, _loop_config(cfg, run_dir, steps), state)
+    finally:
+        if table is not None:
+            table.release()
 
     # Final evaluation on the best weights with per-row outputs, temperature fitted on validation, then the
     # self-describing model folder (temperature in config.json, model card) and the report.

@@ -1,0 +1,87 @@
+"""Why per-sentence interleaving hurts ONNX int8 more than the pipeline: cache residency of the weights (issue 4).
+
+Usage:  python benchmarks/probe_cache.py [--model runs/bench-sst2-full/run/final] [--rows 300] [--sweep-mb 128]
+
+bench_infer.py interleaves every backend per sentence, so each call starts after the other backends have streamed
+their own weights through the caches. The int8 model's weights (~24 MB) fit this CPU's 32 MB L3 when it runs
+alone; the pipeline's fp32 weights (~91 MB) never do. This probe holds the two backends in one process and times
+each SST-2 dev sentence at batch 1 under two conditions, interleaved per sentence (order rotated):
+  warm   the same backend ran the previous sentence just before (a dedicated inference process)
+  swept  a `--sweep-mb` buffer was read just before (what the other backends' weights do in bench_infer)
+and reports p50 per backend and condition, and ONNX int8 / pipeline per condition. If the swept ratio matches
+bench_infer's interleaved one and the warm ratio its dedicated-process one, the gap between the two is the cache.
+Writes benchmarks/results/probe_cache.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_infer import SST2, read_sst2
+from envinfo import environment, load_average
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(ROOT / "runs" / "bench-sst2-full" / "run" / "final"))
+    ap.add_argument("--rows", type=int, default=300)
+    ap.add_argument("--sweep-mb", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=20)
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+    from transformers import pipeline
+    from transformers.utils import logging
+
+    import tuneforge
+
+    torch.set_num_threads(args.threads)
+    logging.disable_progress_bar()
+    texts, _ = read_sst2(SST2 / "dev.tsv", args.rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "onnx_int8"
+        subprocess.run([sys.executable, "-m", "tuneforge", "export", "--model", args.model, "--output", str(folder),
+                        "--quantize", "int8"], check=True, capture_output=True)
+        onnx = tuneforge.load(folder, threads=args.threads)
+        pipe = pipeline("text-classification", model=args.model, device="cpu")
+        call = {"pipeline": lambda t: pipe(t), "onnx_int8": lambda t: onnx.predict([t])}
+        sweep = np.ones(args.sweep_mb * 2**20 // 8)
+        cases = [(b, c) for b in call for c in ("warm", "swept")]
+        ms = {f"{b}_{c}": [] for b, c in cases}
+        for i, text in enumerate(texts):
+            for b, c in cases[i % 4:] + cases[:i % 4]:
+                if c == "warm":
+                    call[b](texts[i - 1])
+                else:
+                    sweep.sum()
+                start = time.perf_counter()
+                call[b](text)
+                if i >= args.warmup:
+                    ms[f"{b}_{c}"].append((time.perf_counter() - start) * 1000)
+    p50 = {k: round(statistics.median(v), 2) for k, v in ms.items()}
+    ratios = {f"onnx_int8_over_pipeline_{c}": round(p50[f"onnx_int8_{c}"] / p50[f"pipeline_{c}"], 3)
+              for c in ("warm", "swept")}
+    ratios.update({f"swept_over_warm_{b}": round(p50[f"{b}_swept"] / p50[f"{b}_warm"], 3) for b in call})
+    result = {"benchmark": "probe_cache", "command": " ".join(["python", *sys.argv]), "rows": len(texts),
+              "sweep_mb": args.sweep_mb, "p50_ms": p50, "ratios": ratios,
+              "note": "ratios here are latency over latency (< 1 for int8 / pipeline: int8 faster); swept_over_warm "
+                      "> 1: how much a cold cache costs that backend",
+              "machine": {**environment(args.threads), "load_average_at_end": load_average()}}
+    out = ROOT / "benchmarks" / "results" / "probe_cache.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({"p50_ms": p50, "ratios": ratios}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
