@@ -389,7 +389,8 @@ def print_table(result: dict) -> None:
 
 
 def benchmark(args) -> None:
-    name = f"{args.train_rows or 'full'}" + (f"_{args.tag}" if args.tag else "")
+    # bf16 results never overwrite the fp32 file of the same rows: bench_finetune_4000_bf16.json
+    name = f"{args.train_rows or 'full'}" + ("_bf16" if args.precision == "bf16" else "") + (f"_{args.tag}" if args.tag else "")
     args.work = str(ROOT / "runs" / f"bench-finetune-{name}")
     print(f"bench_finetune {name}: work folder {args.work}")
     machine = environment(args.threads)
