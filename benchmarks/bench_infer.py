@@ -86,10 +86,12 @@ def quick_model() -> tuple[str, list[str] | None]:
     return str(final), cmd[2:]
 
 
-def export_onnx(model: str, work: Path) -> dict:
-    """`tuneforge export` fp32 and int8 (parity-checked on the bundled demo reviews); folders and timings."""
+def export_onnx(model: str, work: Path, kinds: tuple[str, ...] = ("onnx_fp32", "onnx_int8")) -> dict:
+    """`tuneforge export` fp32 and/or int8 (parity-checked on the bundled demo reviews); folders and timings."""
     out = {}
     for name, extra in (("onnx_fp32", []), ("onnx_int8", ["--quantize", "int8"])):
+        if name not in kinds:
+            continue
         folder = work / name
         cmd = [sys.executable, "-m", "tuneforge", "export", "--model", model, "--output", str(folder), *extra]
         print("$", " ".join(cmd[2:]), flush=True)

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_infer import SST2, read_sst2
+from bench_infer import SST2, export_onnx, read_sst2
 from envinfo import environment, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +49,7 @@ def main() -> None:
     logging.disable_progress_bar()
     texts, _ = read_sst2(SST2 / "dev.tsv", args.rows)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "onnx_int8"
-        subprocess.run([sys.executable, "-m", "tuneforge", "export", "--model", args.model, "--output", str(folder),
-                        "--quantize", "int8"], check=True, capture_output=True)
+        folder = export_onnx(args.model, Path(tmp), kinds=("onnx_int8",))["onnx_int8"]["folder"]
         onnx = tuneforge.load(folder, threads=args.threads)
         pipe = pipeline("text-classification", model=args.model, device="cpu")
         call = {"pipeline": lambda t: pipe(t), "onnx_int8": lambda t: onnx.predict([t])}

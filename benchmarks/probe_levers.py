@@ -142,7 +142,7 @@ def step_probe(args) -> dict:
     from tuneforge.model.dropout import use_fast_dropout
     from tuneforge.train.optim import build_optimizer
     from tuneforge.train.runtime import make_accelerator
-    from tuneforge.train.sparse_rows import row_table
+    from tuneforge.train.sparse_rows import clip_gradients, row_table
 
     accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=args.threads))
     train, _ = read_sst2()
@@ -179,7 +179,6 @@ def step_probe(args) -> dict:
             optimizer = build_optimizer(model, HP["learning_rate"], HP["weight_decay"], table)
         optimizer = accelerator.prepare_optimizer(optimizer)
         objective = no_first_token_step if variant == "no_first_token" else plain_step
-        clip = getattr(optimizer.optimizer, "clip_grad_norm_", None)  # as the loop: the row path clips its rows too
         spent = phases.setdefault(variant, dict.fromkeys(PHASES, 0.0))
 
         def step(index: np.ndarray) -> None:
@@ -188,10 +187,7 @@ def step_probe(args) -> dict:
             t1 = time.perf_counter()
             accelerator.backward(loss)
             t2 = time.perf_counter()
-            if clip is not None:
-                clip(1.0)
-            else:
-                accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            clip_gradients(accelerator, model, optimizer, 1.0)  # as the loop: the table's rows count too
             t3 = time.perf_counter()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -157,3 +157,36 @@ def test_not_used_for_an_embedding_shared_by_several_modules():
     torch.manual_seed(0)
     t5 = T5ForSequenceClassification(T5Config(vocab_size=300, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2))
     assert row_table(t5, torch.arange(10)) is None  # encoder and decoder embed_tokens share `shared.weight`
+
+
+def test_the_loop_flushes_before_every_evaluation_and_checkpoint(tmp_path):
+    """fit() hands evaluation and checkpoints the dense update's weights: the table written back, no decay pending."""
+    from tuneforge.config.schema import RuntimeConfig
+    from tuneforge.data.encode import Encoded, LengthGroupedBatches
+    from tuneforge.train.loop import LoopConfig, fit
+    from tuneforge.train.objectives import make_objective
+    from tuneforge.train.optim import ProgressSchedule
+    from tuneforge.train.runtime import make_accelerator
+
+    accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=1, reuse_memory=False))
+    gen = torch.Generator().manual_seed(2)
+    rows = [torch.randint(5, 120, (int(n),), generator=gen).tolist() for n in torch.randint(3, 9, (24,), generator=gen)]
+    data = LengthGroupedBatches(Encoded(rows, torch.randint(0, 3, (24,), generator=gen).numpy()), pad_id=0)
+    model = _model()
+    table = row_table(model, torch.tensor([i for r in rows for i in r]))
+    optimizer = build_optimizer(model, 1e-2, 0.1, table=table)
+    scheduler = ProgressSchedule(optimizer, 0.0)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    seen = []
+
+    def evaluate(m):
+        state = optimizer.optimizer.state[table.weight]
+        seen.append(torch.equal(table.weight[table.ids], table.rows) and float(state["pending_decay"]) == 1.0)
+        return {"accuracy": len(seen) / 10}  # keeps improving: every evaluation saves best/ and a checkpoint
+
+    cfg = LoopConfig(run_dir=tmp_path, total_steps=6, batch_size=4, eval_every=2, progress=False)
+    fit(accelerator, model, optimizer, scheduler, data, make_objective("classification", multi_label=False), evaluate,
+        cfg)
+    assert seen == [True, True, True]
+    start = _model().bert.embeddings.word_embeddings.weight
+    assert not torch.equal(table.weight[table.ids], start[table.ids])  # the trained table reached the weight

@@ -18,7 +18,7 @@ import torch
 from tuneforge.errors import UserError
 from tuneforge.train.checkpoint import load_best, save_best, save_checkpoint
 from tuneforge.train.progress import MetricsLog, make_progress
-from tuneforge.train.sparse_rows import flush
+from tuneforge.train.sparse_rows import clip_gradients, flush
 
 
 @dataclass
@@ -83,11 +83,7 @@ def _train_step(accelerator, model, optimizer, objective, data, index, epoch: in
             accelerator.backward(loss * scale)
         total += loss.detach() * scale
     if cfg.max_grad_norm:
-        own = getattr(getattr(optimizer, "optimizer", optimizer), "clip_grad_norm_", None)  # gradients outside .grad
-        if own is not None:
-            own(cfg.max_grad_norm)
-        else:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        clip_gradients(accelerator, model, optimizer, cfg.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total
@@ -141,7 +137,7 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
             else:
                 state.epoch += 1
                 state.batch_in_epoch = 0
-    flush(optimizer)
+    flush(optimizer)  # a no-op after the last evaluation's flush; kept so fit() never returns stale weights
     if state.best_step is not None:
         load_best(accelerator.unwrap_model(model), cfg.run_dir, state.best_step)
     return state

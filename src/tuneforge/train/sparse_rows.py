@@ -18,7 +18,8 @@ arithmetic; measured 1.02× per step (interleaved probe) and 1.05× per whole 4,
   evaluation and checkpoint and at the end of training, so anything that reads or saves the weights sees the
   dense update's values (up to float rounding; the tests compare them step by step).
 
-Optimizer state holds AdamW's `step`, `exp_avg` and `exp_avg_sq` for the table's rows, so checkpoints resume.
+In memory the optimizer keeps moments for the table's rows only; `state_dict()` writes them dense, with AdamW's
+keys (`step`, `exp_avg`, `exp_avg_sq`), so a checkpoint resumes with or without the table.
 Used for single-process CPU fine-tuning of an untied `nn.Embedding`; elsewhere the dense path runs.
 """
 from __future__ import annotations
@@ -34,25 +35,30 @@ from torch.optim.adam import adam as adam_update
 class RowTable:
     """The training set's embedding rows as one compact tensor, and the gradient its backward sends."""
 
-    def __init__(self, weight: nn.Parameter, ids: torch.Tensor, padding_idx: int | None):
-        self.weight, self.padding_idx = weight, padding_idx
-        self.ids = torch.empty(0, dtype=torch.long)
-        self.position = torch.full((weight.shape[0],), -1, dtype=torch.long)  # vocabulary id → table row
-        self.add_rows(torch.cat([ids.reshape(-1).long(), torch.tensor([padding_idx] if padding_idx is not None else [],
-                                                                        dtype=torch.long)]))
-        self.rows: torch.Tensor | None = None  # taken from the weight at the first training forward (after a resume)
+    def __init__(self, module: nn.Embedding, ids: torch.Tensor):
+        self.module, self.weight, self.padding_idx = module, module.weight, module.padding_idx
+        self.rows: torch.Tensor | None = None  # taken from the weight at the first use (after a resume's load)
         self.grads: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.ids = torch.empty(0, dtype=torch.long)
+        self.position = torch.full((self.weight.shape[0],), -1, dtype=torch.long)  # vocabulary id → table row
+        pad = [self.padding_idx] if self.padding_idx is not None else []
+        self.add_rows(torch.cat([ids.reshape(-1).long(), torch.tensor(pad, dtype=torch.long)]))
 
     def add_rows(self, ids: torch.Tensor) -> None:
         """Widen the table (before training starts: `rows` not taken yet)."""
-        assert getattr(self, "rows", None) is None, "the table is fixed once training has read it"
+        assert self.rows is None, "the table is fixed once training has read it"
         self.ids = torch.unique(torch.cat([self.ids, ids.reshape(-1).long()]))
         self.position.fill_(-1)
         self.position[self.ids] = torch.arange(len(self.ids))
 
-    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+    def take(self) -> torch.Tensor:
+        """The table's rows, copied from the weight the first time."""
         if self.rows is None:
             self.rows = self.weight.detach()[self.ids].clone()
+        return self.rows
+
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        self.take()
         position = self.position[ids]
         if (position < 0).any():
             raise RuntimeError("a training batch used an embedding row outside the rows taken from the training set")
@@ -71,9 +77,8 @@ class RowTable:
 
     def release(self) -> None:
         """After training: the embedding looks up its own (flushed) weight again, gradients or not."""
-        module = getattr(self, "module", None)
-        if module is not None and "forward" in module.__dict__:
-            del module.forward
+        if "forward" in self.module.__dict__:
+            del self.module.forward
 
 
 class _Rows(torch.autograd.Function):
@@ -110,7 +115,7 @@ def row_table(model: nn.Module, train_ids) -> RowTable | None:
         return None
     if sum(p is emb.weight for _, p in model.named_parameters(remove_duplicate=False)) > 1:
         return None  # shared by several modules (T5's encoder/decoder embed_tokens): not every lookup comes here
-    table = RowTable(emb.weight, torch.as_tensor(train_ids), emb.padding_idx)
+    table = RowTable(emb, torch.as_tensor(train_ids))
 
     def forward(self, ids):
         if torch.is_grad_enabled():
@@ -118,7 +123,6 @@ def row_table(model: nn.Module, train_ids) -> RowTable | None:
         return F.embedding(ids, self.weight, self.padding_idx)  # evaluation reads the flushed weight
 
     emb.forward = MethodType(forward, emb)
-    table.module = emb
     return table
 
 
@@ -154,13 +158,14 @@ class EmbeddingRowsAdamW(torch.optim.AdamW):
 
     def state_dict(self) -> dict:
         out = super().state_dict()
-        state = out["state"].get(self._index())
+        index = self._index()
+        state = out["state"].get(index)
         if state:
             ids, dense = self.table.ids, {}
             for key in ("exp_avg", "exp_avg_sq"):
                 dense[key] = state[key].new_zeros(self.table.weight.shape).index_copy_(0, ids, state[key])
             extra = {"pending_decay": state["pending_decay"]} if float(state["pending_decay"]) != 1.0 else {}
-            out["state"][self._index()] = {"step": state["step"], **dense, **extra}
+            out["state"][index] = {"step": state["step"], **dense, **extra}
         return out
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -193,14 +198,13 @@ class EmbeddingRowsAdamW(torch.optim.AdamW):
         table, group, state = self.table, self.param_groups[self.table_group], self._state()
         grad = table.gradient()
         table.clear()
-        if table.rows is None:  # no training forward yet
-            table.rows = table.weight.detach()[table.ids].clone()
+        rows = table.take()  # taken already unless no training forward ran (an empty step)
         if self.buffer is None:
-            self.buffer = torch.zeros_like(table.rows)
+            self.buffer = torch.zeros_like(rows)
         if grad is not None:
             self.buffer.index_copy_(0, *grad)
         beta1, beta2 = group["betas"]
-        adam_update([table.rows], [self.buffer], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
+        adam_update([rows], [self.buffer], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
                     fused=True, decoupled_weight_decay=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
                     weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
         if grad is not None:
@@ -219,9 +223,24 @@ class EmbeddingRowsAdamW(torch.optim.AdamW):
         state["pending_decay"].fill_(1.0)
 
 
+def _table_optimizer(optimizer) -> EmbeddingRowsAdamW | None:
+    inner = getattr(optimizer, "optimizer", optimizer)  # Accelerate's AcceleratedOptimizer wraps it
+    return inner if isinstance(inner, EmbeddingRowsAdamW) else None
+
+
+def clip_gradients(accelerator, model, optimizer, max_norm: float) -> None:
+    """Clip the global gradient norm: Accelerate's `clip_grad_norm_`, or the table optimizer's own, which also
+    counts the embedding rows its table holds outside `.grad`."""
+    table_optimizer = _table_optimizer(optimizer)
+    if table_optimizer is not None:
+        table_optimizer.clip_grad_norm_(max_norm)
+    else:
+        accelerator.clip_grad_norm_(model.parameters(), max_norm)
+
+
 def flush(optimizer) -> None:
     """Bring the model's weights up to date with an optimizer that holds part of them apart (Accelerate's wrapper
     or not); a no-op for any other optimizer."""
-    inner = getattr(optimizer, "optimizer", optimizer)
-    if isinstance(inner, EmbeddingRowsAdamW):
-        inner.flush()
+    table_optimizer = _table_optimizer(optimizer)
+    if table_optimizer is not None:
+        table_optimizer.flush()
