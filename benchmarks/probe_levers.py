@@ -4,6 +4,7 @@ switched off at a time (issue 4, "write each lever and its measured effect").
 Usage:
     python benchmarks/probe_levers.py --mode step                     # in-process, interleaved steps (~5 min)
     python benchmarks/probe_levers.py --mode run                      # whole runs: 4,000 SST-2 rows, 3 rounds (~20 min)
+    python benchmarks/probe_levers.py --mode cost                     # fixed + per-token step cost vs the stock step (~2 min)
     python benchmarks/probe_levers.py --mode run --train-rows 1000 --rounds 1 --variants all,no_reuse_memory
 
 Two modes, because this shared machine moves whole runs by ±8% between neighbours, more than most levers:
@@ -13,6 +14,9 @@ Two modes, because this shared machine moves whole runs by ±8% between neighbou
         neighbours' noise hits both sides of each ratio. Levers that act per process (`no_reuse_memory`) or on the
         batch order (`no_length_grouping`) cannot be interleaved and are left to `run`.
   run   Whole `tuneforge finetune` runs, below. Ground truth for the big levers, too coarse for ~1% ones.
+  cost  Where a step's time goes: TuneForge's step ("all") and the stock step the strongest Trainer runs ("stock":
+        stock model, nn.Dropout, last layer at every position, dense fused AdamW, clip_grad_norm_) alternate on the
+        same real batches; step seconds = fixed + per-token × padded tokens is fitted for each (least squares).
 
 In `run` mode every run is `python -m tuneforge finetune` with bench_finetune.py's arguments (same rows, hyperparameters and seed,
 fp32, no evaluation during training) in its own child process, which switches its one lever off before the command
@@ -30,7 +34,8 @@ Variants (how the child switches the lever off):
                       clip_grad_norm_ and fused AdamW over every row
   no_reuse_memory     runtime.reuse_memory=false (glibc returns freed blocks; they fault back in)
   no_length_grouping  shuffled batches without sorting inside mega-batches (more padding)
-Writes benchmarks/results/probe_levers_<rows>.json (`run`) or probe_levers_step.json (`step`); work files go to
+Writes benchmarks/results/probe_levers_<rows>.json (`run`) or probe_levers_step.json (`step`; with another
+`--train-rows`, probe_levers_step_<rows>.json) or probe_levers_cost.json (`cost`); work files go to
 runs/probe-levers-<rows>/.
 """
 from __future__ import annotations
@@ -49,6 +54,8 @@ from envinfo import environment, load_average
 
 PHASES = ("forward", "backward", "clip", "optimizer")  # step mode: where each variant's time goes
 STEP_VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw", "no_embedding_rows")
+# cost mode: "stock" is the step the strongest Trainer runs (stock model, nn.Dropout, dense fused AdamW, clip_grad_norm_)
+OFF = {"all": set(), "stock": {"first_token", "fast_dropout", "embedding_rows"}}
 VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw", "no_embedding_rows", "no_reuse_memory",
             "no_length_grouping")
 
@@ -126,8 +133,10 @@ def summarize(raw: dict) -> tuple[dict, dict]:
     return runs, ratios
 
 
-def step_probe(args) -> dict:
-    """Every STEP_VARIANT as its own model + optimizer in this process, timed on the same batches, interleaved."""
+def step_setup(args, phases: dict):
+    """(build, data, batches, embedding rows): build(variant) → step(index), one model + optimizer per variant in
+    this process, timing its phases into phases[variant]; the SST-2 subset's length-grouped batches of epoch 0;
+    how many word-embedding rows the row table holds."""
     from contextlib import nullcontext
 
     import numpy as np
@@ -166,19 +175,20 @@ def step_probe(args) -> dict:
     def build(variant: str):
         torch.manual_seed(args.seed)
         model = load_classifier(HP["model"], labels)
-        if variant != "no_fast_dropout":
+        off = OFF.get(variant, {variant[3:]})
+        if "fast_dropout" not in off:
             use_fast_dropout(model)
         model.train()
-        if variant == "no_fused_adamw":
+        if "fused_adamw" in off:
             decay = [p for p in model.parameters() if p.ndim >= 2]
             rest = [p for p in model.parameters() if p.ndim < 2]
             optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": HP["weight_decay"]},
                                            {"params": rest, "weight_decay": 0.0}], lr=HP["learning_rate"], foreach=True)
         else:
-            table = row_table(model, train_ids) if variant != "no_embedding_rows" else None
+            table = row_table(model, train_ids) if "embedding_rows" not in off else None
             optimizer = build_optimizer(model, HP["learning_rate"], HP["weight_decay"], table)
         optimizer = accelerator.prepare_optimizer(optimizer)
-        objective = no_first_token_step if variant == "no_first_token" else plain_step
+        objective = no_first_token_step if "first_token" in off else plain_step
         spent = phases.setdefault(variant, dict.fromkeys(PHASES, 0.0))
 
         def step(index: np.ndarray) -> None:
@@ -196,8 +206,14 @@ def step_probe(args) -> dict:
 
         return step
 
-    variants = ["all", *[v for v in args.variants.split(",") if v in STEP_VARIANTS and v != "all"]]
+    return build, data, batches, {"in_table": len(set(train_ids)), "vocabulary": tokenizer.vocab_size}
+
+
+def step_probe(args) -> dict:
+    """Every STEP_VARIANT as its own model + optimizer in this process, timed on the same batches, interleaved."""
     phases: dict[str, dict[str, float]] = {}
+    build, data, batches, embedding_rows = step_setup(args, phases)
+    variants = ["all", *[v for v in args.variants.split(",") if v in STEP_VARIANTS and v != "all"]]
     steps = {v: build(v) for v in variants}
     for index in batches[:3]:  # warm-up: allocator, caches, optimizer state
         for step in steps.values():
@@ -221,6 +237,7 @@ def step_probe(args) -> dict:
                       round(max(a / b for a, b in zip(seconds[v], seconds["all"])), 3)]
               for v in variants if v != "all"}
     return {"benchmark": "probe_levers_step", "train_rows": args.train_rows, "rounds": rounds, "steps_per_round": k,
+            "embedding_rows": embedding_rows,
             "ratios": ratios, "targets_met": {"every_lever_saves_time": all(x > 1.0 for x in ratios.values())},
             "note": "ratio = median over rounds of (step seconds with the lever off ÷ with every lever on), the "
                     "same batches interleaved in one process (> 1: the lever helps); spread = min and max per round",
@@ -234,10 +251,51 @@ def step_probe(args) -> dict:
                                                                   "load_average_at_end": load_average()}}
 
 
+def cost_probe(args) -> dict:
+    """Step seconds against padded tokens, TuneForge's step ("all") and the stock step, on the same real batches."""
+    import numpy as np
+
+    build, data, batches, _ = step_setup(args, {})
+    variants = tuple(OFF)
+    steps = {v: build(v) for v in variants}
+    for index in batches[:3]:  # warm-up: allocator, caches, optimizer state
+        for step in steps.values():
+            step(index)
+    chosen = batches[3:3 + args.rounds * args.steps_per_round]
+    points = {v: [] for v in variants}
+    for i, index in enumerate(chosen):
+        tokens = len(index) * int(data.lengths[index].max())  # collate pads to the longest row
+        for v in variants[i % 2:] + variants[:i % 2]:
+            start = time.perf_counter()
+            steps[v](index)
+            points[v].append((tokens, time.perf_counter() - start))
+    fits = {}
+    for v, pts in points.items():
+        x, y = np.array([p[0] for p in pts], dtype=float), np.array([p[1] for p in pts])
+        slope, intercept = np.polyfit(x, y, 1)
+        r2 = 1 - float(((y - (slope * x + intercept)) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+        fits[v] = {"fixed_ms": round(1000 * intercept, 1), "us_per_padded_token": round(1e6 * slope, 1),
+                   "r2": round(r2, 3), "mean_step_ms": round(1000 * float(y.mean()), 1)}
+    mean_tokens = float(np.mean([p[0] for p in points["all"]]))
+    ratios = {"stock_over_all_mean_step": round(fits["stock"]["mean_step_ms"] / fits["all"]["mean_step_ms"], 3),
+              "stock_over_all_fixed": round(fits["stock"]["fixed_ms"] / fits["all"]["fixed_ms"], 3),
+              "stock_over_all_per_token": round(fits["stock"]["us_per_padded_token"] /
+                                                fits["all"]["us_per_padded_token"], 3)}
+    return {"benchmark": "probe_levers_cost", "train_rows": args.train_rows, "batches": len(chosen),
+            "mean_padded_tokens_per_step": round(mean_tokens, 1), "fits": fits, "ratios": ratios,
+            "note": "least-squares fit of step seconds = fixed + per-token × padded tokens over the same real "
+                    "SST-2 batches, the two steps alternating; stock = the strongest Trainer's step (stock model, "
+                    "nn.Dropout, the last layer at every position, dense fused AdamW, clip_grad_norm_), "
+                    "without the Trainer's own loop and collator",
+            "command": " ".join(["python", *sys.argv]), "machine": {**environment(args.threads),
+                                                                  "load_average_at_end": load_average()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["step", "run"], default="step",
-                    help="step: interleaved steps in one process (fine levers); run: whole fine-tune runs")
+    ap.add_argument("--mode", choices=["step", "run", "cost"], default="step",
+                    help="step: interleaved steps in one process (fine levers); run: whole fine-tune runs; cost: "
+                         "fixed and per-token step cost, TuneForge vs the stock step")
     ap.add_argument("--train-rows", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=0, help="run: runs per variant (default 3); step: rounds "
                                                          "(default 12); order rotated each round, medians")
@@ -251,10 +309,21 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args)
+    if args.mode == "cost":
+        args.rounds = args.rounds or 12
+        result = cost_probe(args)
+        out = RESULTS / "probe_levers_cost.json"
+        out.write_text(json.dumps(result, indent=2))
+        for v, fit in result["fits"].items():
+            print(f"{v:<6} {fit['fixed_ms']:6.1f} ms + {fit['us_per_padded_token']:6.1f} µs × padded tokens "
+                  f"(r² {fit['r2']}), mean step {fit['mean_step_ms']} ms")
+        print(f"wrote {out.relative_to(ROOT)}")
+        return None
     if args.mode == "step":
         args.rounds = args.rounds or 12
         result = step_probe(args)
-        out = RESULTS / "probe_levers_step.json"
+        out = RESULTS / ("probe_levers_step.json" if args.train_rows == 4000 else
+                         f"probe_levers_step_{args.train_rows}.json")
         out.write_text(json.dumps(result, indent=2))
         for lever, ratio in result["ratios"].items():
             print(f"{lever:<16} off costs {ratio:.3f}×  (rounds {result['spread'][lever][0]}–{result['spread'][lever][1]})")

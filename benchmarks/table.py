@@ -80,7 +80,11 @@ def _ratio_rows() -> list[str]:
               "probe_levers_step.json": "Fine-tune speed levers, each switched off alone: step time ratio (interleaved "
                                         "steps in one process; > 1 = the lever helps)",
               "probe_levers_4000.json": "Fine-tune speed levers, each switched off alone: whole-run train-seconds "
-                                        "ratio (SST-2 4,000 rows, 3 rounds; ±8% run-to-run noise)"}
+                                        "ratio (SST-2 4,000 rows, 3 rounds; ±8% run-to-run noise)",
+              "probe_levers_step_67349.json": "The word-embedding row table on all 67,349 SST-2 train rows (11,573 of "
+                                              "30,522 rows in the table, pad row included): step time ratio with it off",
+              "probe_levers_cost.json": "Fine-tune step cost, fixed + per padded token (least squares over the same "
+                                        "SST-2 batches): the stock step the strongest Trainer runs over TuneForge's"}
     for name, title in titles.items():
         if not (r := _load(name)):
             continue
