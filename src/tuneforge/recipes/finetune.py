@@ -67,8 +67,32 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(run_dir / "split.json", json.dumps(split_record(splits)))
 
-    steps = total_steps(cfg, n_train)
-    pad_id = tokenizer.pad_token_id or 0
+    state, model, evaluate = _train(cfg, accelerator, model, labels, encoded, targets, tokenizer.pad_token_id or 0,
+                                    run_dir, resume)
+
+    # Final evaluation on the best weights with per-row outputs, temperature fitted on validation, then the
+    # self-describing model folder (temperature in config.json, model card) and the report.
+    results, rows, temperature, why = _final_evaluation(cfg, evaluate, accelerator.unwrap_model(model), labels, encoded)
+    checksum = torch.tensor([sum(p.detach().double().sum().item() for p in model.parameters())], device=accelerator.device)
+    summary = {"run_dir": str(run_dir), "final": str(run_dir / "final"), "metrics": results,
+               "steps": state.step, "best_step": state.best_step, "stop_reason": state.stop_reason,
+               "train_seconds": round(state.train_seconds, 2),
+               "train_samples_per_s": round(state.samples / max(state.train_seconds, 1e-9), 2),
+               "vocab_added": len(added), "coverage": coverage.summary(), "warning": warning, "data_check": data_check}
+    checksums = accelerator.gather(checksum).tolist()
+    if accelerator.is_main_process:
+        _write_outputs(accelerator.unwrap_model(model), tokenizer, cfg, splits, labels, summary, checksums, run_dir,
+                       _analysis(cfg, splits, labels, rows, (temperature, why), summary))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+def _train(cfg: FinetuneConfig, accelerator, model, labels: LabelSpace, encoded: dict, targets: dict, pad_id: int,
+           run_dir: Path, resume: bool):
+    """Optimizer, schedule, objective and the training loop (resumed from the run folder's newest checkpoint with
+    `resume`); returns the loop's final state, the model as Accelerate prepared it, and the
+    evaluate(model, split, details) the final evaluation uses."""
     # CPU, one process: the word embedding trains as the rows the training texts use (same result, less work).
     table = None
     if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
@@ -91,27 +115,11 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process).truncate_after(state.step)
     try:
         state = fit(accelerator, model, optimizer, scheduler, LengthGroupedBatches(encoded["train"], pad_id), objective,
-                    evaluate, _loop_config(cfg, run_dir, steps), state)
+                    evaluate, _loop_config(cfg, run_dir, total_steps(cfg, len(encoded["train"].input_ids))), state)
     finally:
         if table is not None:
             table.release()
-
-    # Final evaluation on the best weights with per-row outputs, temperature fitted on validation, then the
-    # self-describing model folder (temperature in config.json, model card) and the report.
-    results, rows, temperature, why = _final_evaluation(cfg, evaluate, accelerator.unwrap_model(model), labels, encoded)
-    checksum = torch.tensor([sum(p.detach().double().sum().item() for p in model.parameters())], device=accelerator.device)
-    summary = {"run_dir": str(run_dir), "final": str(run_dir / "final"), "metrics": results,
-               "steps": state.step, "best_step": state.best_step, "stop_reason": state.stop_reason,
-               "train_seconds": round(state.train_seconds, 2),
-               "train_samples_per_s": round(state.samples / max(state.train_seconds, 1e-9), 2),
-               "vocab_added": len(added), "coverage": coverage.summary(), "warning": warning, "data_check": data_check}
-    checksums = accelerator.gather(checksum).tolist()
-    if accelerator.is_main_process:
-        _write_outputs(accelerator.unwrap_model(model), tokenizer, cfg, splits, labels, summary, checksums, run_dir,
-                       _analysis(cfg, splits, labels, rows, (temperature, why), summary))
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return summary
+    return state, model, evaluate
 
 
 def _final_evaluation(cfg: FinetuneConfig, evaluate, model, labels: LabelSpace, encoded: dict):
