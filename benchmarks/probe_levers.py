@@ -153,7 +153,8 @@ def step_setup(args, phases: dict):
     from tuneforge.train.runtime import make_accelerator
     from tuneforge.train.sparse_rows import clip_gradients, row_table
 
-    accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=args.threads))
+    # fp32 as bench_finetune's runs (auto would pick bf16 on CPUs with native bf16)
+    accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=args.threads, precision="fp32"))
     train, _ = read_sst2()
     subset = train.sample(n=args.train_rows, random_state=args.data_seed)
     labels = LabelSpace.from_labels(sorted(set(subset["label"])))
@@ -212,7 +213,7 @@ def step_setup(args, phases: dict):
 def step_probe(args) -> dict:
     """Every STEP_VARIANT as its own model + optimizer in this process, timed on the same batches, interleaved."""
     phases: dict[str, dict[str, float]] = {}
-    build, data, batches, embedding_rows = step_setup(args, phases)
+    build, _, batches, embedding_rows = step_setup(args, phases)
     variants = ["all", *[v for v in args.variants.split(",") if v in STEP_VARIANTS and v != "all"]]
     steps = {v: build(v) for v in variants}
     for index in batches[:3]:  # warm-up: allocator, caches, optimizer state

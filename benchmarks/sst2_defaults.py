@@ -1,6 +1,7 @@
 """SST-2 with TuneForge's auto defaults (no hyperparameters given), beside TF-IDF + logistic regression.
 
 Usage:  python benchmarks/sst2_defaults.py --train-rows 2000 [--train-rows 0 for all 67,349]
+        python benchmarks/sst2_defaults.py --train-rows 8000 --set runtime.precision=bf16 --tag bf16 --label "..."
 The dev set (872 rows) is the test set; validation for early stopping is carved from train, so the dev
 accuracy is not tuned on. Writes benchmarks/results/sst2_defaults_<rows>.json.
 """
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], help="extra --set overrides for tuneforge")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--label", help="what this run is, for the README table (default: auto defaults)")
     args = ap.parse_args()
     name = f"{args.train_rows or 'full'}{args.tag}"
     work = ROOT / "runs" / f"bench-sst2-{name}"
@@ -79,6 +81,8 @@ def main() -> None:
         "tfidf_lr_dev_accuracy": tfidf_baseline(train, dev, work / "run" / "split.json"),
         "resolved_config": config, "cpu": platform.processor() or platform.machine(),
     }
+    if args.label:
+        result["label"] = args.label
     out = ROOT / "benchmarks" / "results" / f"sst2_defaults_{name}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "resolved_config"}, indent=2))

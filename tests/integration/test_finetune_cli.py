@@ -129,7 +129,10 @@ def test_final_metrics_are_those_of_the_best_checkpoint(trained):
     assert len(best) == 1
     final_val = summary["metrics"]["validation"]
     assert final_val["accuracy"] == pytest.approx(best[0]["accuracy"])
-    assert final_val["loss"] == pytest.approx(best[0]["loss"], rel=1e-4, abs=1e-5)
+    # Evaluations during training run in the training precision, the final one in fp32 (as predict/evaluate):
+    # under bf16 (auto on CPUs with native bf16; config.yaml records it) the losses differ by bf16 rounding.
+    bf16 = "precision: bf16" in (run / "config.yaml").read_text()
+    assert final_val["loss"] == pytest.approx(best[0]["loss"], rel=2e-3 if bf16 else 1e-4, abs=1e-5)
 
 
 def test_reproducible(trained):

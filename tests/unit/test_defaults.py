@@ -121,3 +121,40 @@ def test_reuse_memory_setting_switches_the_allocator_tuning(monkeypatch):
     assert calls == []
     runtime.make_accelerator(RuntimeConfig(device="cpu"))
     assert calls == [1]
+
+
+def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, tmp_path):
+    import types
+
+    import accelerate
+    import torch
+
+    from tuneforge.config import FinetuneConfig, RuntimeConfig
+    from tuneforge.train import runtime
+
+    info = tmp_path / "cpuinfo"
+    for text, expected in (("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n", True),
+                           ("processor\t: 0\nflags\t\t: fpu amx_tile amx_bf16\n", True),
+                           ("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\nvmx flags\t: avx512_bf16\n", False),
+                           ("processor\t: 0\nFeatures\t: fp asimd bf16\n", False)):  # ARM: not measured, fp32
+        info.write_text(text)
+        assert runtime.cpu_has_native_bf16(str(info)) is expected, text
+    assert runtime.cpu_has_native_bf16(str(tmp_path / "missing")) is False  # macOS, Windows
+    for value in ("fp32", "bf16", "fp16"):
+        assert runtime.resolve_precision(value, cpu=True) == value  # an explicit choice is never overwritten
+
+    made = []
+    monkeypatch.setattr(accelerate, "Accelerator", lambda **kw: made.append(kw) or types.SimpleNamespace(
+        mixed_precision=kw["mixed_precision"], device=torch.device("cpu")))
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda native=native: native)
+        assert runtime.resolve_precision("auto", cpu=True) == expected
+        accelerator = runtime.make_accelerator(RuntimeConfig(device="cpu", reuse_memory=False))
+        assert made[-1] == {"cpu": True, "mixed_precision": "no" if expected == "fp32" else expected}
+        cfg = FinetuneConfig()
+        pinned, why = runtime.pin_precision(cfg, accelerator)
+        assert pinned.runtime.precision == expected and cfg.runtime.precision == "auto"  # config.yaml records it
+        assert why["runtime.precision"].startswith("bf16 (this CPU computes bf16 natively" if native
+                                                   else "fp32 (no native bf16")
+        cfg.runtime.precision = "fp32"
+        assert runtime.pin_precision(cfg, accelerator) == (cfg, {})

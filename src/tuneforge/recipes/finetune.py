@@ -41,7 +41,7 @@ from tuneforge.train.loop import LoopConfig, LoopState, fit
 from tuneforge.train.objectives import balanced_class_weights, make_objective
 from tuneforge.train.optim import ProgressSchedule, build_optimizer
 from tuneforge.train.progress import MetricsLog
-from tuneforge.train.runtime import make_accelerator, world_size
+from tuneforge.train.runtime import make_accelerator, pin_precision, world_size
 from tuneforge.train.sparse_rows import row_table
 
 
@@ -60,7 +60,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     use_fast_dropout(model)  # the same dropout distribution from a cheaper random source on CPU
     n_train = len(splits["train"].texts)
     cfg, why = resolve_auto(cfg, n_train, model.config.hidden_size, bool(added), world_size())
-    for key, reason in why.items():
+    cfg, chosen = pin_precision(cfg, accelerator)
+    for key, reason in {**why, **chosen}.items():
         say(accelerator, f"auto: {key} = {reason}")
     encoded = {name: encode_texts(tokenizer, s.texts, cfg.data.max_length, targets[name]) for name, s in splits.items()}
     if accelerator.is_main_process:
@@ -72,7 +73,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
 
     # Final evaluation on the best weights with per-row outputs, temperature fitted on validation, then the
     # self-describing model folder (temperature in config.json, model card) and the report.
-    results, rows, temperature, why = _final_evaluation(cfg, evaluate, accelerator.unwrap_model(model), labels, encoded)
+    # keep_fp32_wrapper=False: Accelerate wraps a mixed-precision model's forward in autocast; the final
+    # evaluation runs the weights in fp32, as everything that loads final/ does.
+    final_model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    results, rows, temperature, why = _final_evaluation(cfg, evaluate, final_model, labels, encoded)
     checksum = torch.tensor([sum(p.detach().double().sum().item() for p in model.parameters())], device=accelerator.device)
     summary = {"run_dir": str(run_dir), "final": str(run_dir / "final"), "metrics": results,
                "steps": state.step, "best_step": state.best_step, "stop_reason": state.stop_reason,
@@ -105,11 +109,13 @@ def _train(cfg: FinetuneConfig, accelerator, model, labels: LabelSpace, encoded:
     objective = make_objective("classification", multi_label=labels.multi_label, weights=weights)
 
     def evaluate(m, split="validation", details=False):
+        # Validation during training runs in the training precision; the final evaluation (details=True) in
+        # fp32, as `predict`, `evaluate` and `tuneforge.load` run the saved weights, so its numbers reproduce.
         return evaluate_classifier(accelerator.unwrap_model(m), encoded[split], labels.names, labels.multi_label,
                                    batch_size=cfg.eval.batch_size, pad_id=pad_id, device=accelerator.device,
                                    rank=accelerator.process_index, world=accelerator.num_processes,
-                                   reduce=lambda t: accelerator.reduce(t, "sum"), autocast=accelerator.autocast,
-                                   details=details)
+                                   reduce=lambda t: accelerator.reduce(t, "sum"),
+                                   autocast=None if details else accelerator.autocast, details=details)
 
     state = resume_state(accelerator, run_dir) if resume else LoopState()
     MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process).truncate_after(state.step)

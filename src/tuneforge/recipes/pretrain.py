@@ -39,6 +39,7 @@ from tuneforge.train.runtime import (
     compute_dtype,
     make_accelerator,
     measure_matmul_peak,
+    pin_precision,
     world_size,
 )
 
@@ -141,7 +142,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False)
     model = _model(cfg, tokenizer)
     train_blocks, val_blocks = corpus.split(cfg.data.validation_fraction, cfg.data.max_validation_blocks)
     cfg, why = resolve_pretrain_auto(cfg, len(train_blocks), model.config.hidden_size, bool(cfg.model.preset), world_size())
-    for key, reason in why.items():
+    cfg, chosen = pin_precision(cfg, accelerator)
+    for key, reason in {**why, **chosen}.items():
         say(accelerator, f"auto: {key} = {reason}")
     say(accelerator, f"corpus: {corpus_meta['texts']:,} texts, {corpus_meta['tokens']:,} tokens → "
                      f"{len(train_blocks):,} training + {len(val_blocks):,} held-out blocks of {cfg.data.block_size}")

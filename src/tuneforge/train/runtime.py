@@ -1,4 +1,5 @@
-"""Where to run: device, precision, threads and processes, all through Accelerate. Never changes the science."""
+"""Where to run: device, precision, threads and processes, all through Accelerate. Only precision changes the
+numerics (`auto` picks bf16 where the hardware computes it natively); everything else leaves the result alone."""
 from __future__ import annotations
 
 import os
@@ -18,9 +19,7 @@ def make_accelerator(rt: RuntimeConfig):
 
     has_gpu = torch.cuda.is_available() or (rt.device == "mps" and torch.backends.mps.is_available())
     cpu = rt.device == "cpu" or not has_gpu
-    precision = rt.precision
-    if precision == "auto":
-        precision = "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    precision = resolve_precision(rt.precision, cpu)
     if cpu:
         # Cores are shared between local processes; oversubscription makes CPU training much slower.
         local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
@@ -28,6 +27,52 @@ def make_accelerator(rt: RuntimeConfig):
         if rt.reuse_memory:
             reuse_freed_memory()
     return Accelerator(cpu=cpu, mixed_precision="no" if precision == "fp32" else precision)
+
+
+def resolve_precision(precision: str, cpu: bool) -> str:
+    """`auto` → bf16 where the hardware computes it natively (a bf16-capable GPU, or a CPU with avx512_bf16 or
+    AMX), else fp32. Other values pass through.
+
+    On this project's avx512_bf16 CPU, bf16 autocast fine-tuned the default model 1.5-1.6× faster than fp32 at the
+    same SST-2 dev accuracy (4,000 rows, 3 seeds: 0.8180 both, 27.1 vs 17.2 s, `bench_finetune_4000[_bf16].json`;
+    8,000 rows: 0.8326 vs 0.8314, 147 vs 224 samples/s, `sst2_defaults_8000*.json`). CPUs without native bf16
+    would emulate it, slower than fp32."""
+    if precision != "auto":
+        return precision
+    if not cpu:
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def pin_precision(cfg, accelerator):
+    """A run config whose `runtime.precision` is what this accelerator runs, and {"runtime.precision": why} for
+    the run's "auto:" lines; unchanged and {} when it was set. config.yaml then records what ran, and a
+    `--resume` (which reads it) continues in the same precision on any machine."""
+    if cfg.runtime.precision != "auto":
+        return cfg, {}
+    chosen = "fp32" if str(accelerator.mixed_precision) == "no" else str(accelerator.mixed_precision)
+    if accelerator.device.type == "cpu":
+        why = "this CPU computes bf16 natively (avx512_bf16/AMX)" if chosen == "bf16" else "no native bf16 on this CPU"
+    else:
+        why = f"on {accelerator.device.type}"
+    cfg = cfg.model_copy(deep=True)
+    cfg.runtime.precision = chosen
+    return cfg, {"runtime.precision": f"{chosen} ({why}; set runtime.precision to choose)"}
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True on Linux when the x86 `flags` line lists avx512_bf16 or amx_bf16 (bf16 dot products in hardware).
+    Elsewhere False (fp32): macOS and Windows have no /proc/cpuinfo, and ARM CPUs list `Features`, not `flags`
+    (ARM's bf16 is not measured here, so it is left out)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
 
 
 def reuse_freed_memory() -> bool:
