@@ -154,7 +154,8 @@ def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, tmp_p
         cfg = FinetuneConfig()
         pinned, why = runtime.pin_precision(cfg, accelerator)
         assert pinned.runtime.precision == expected and cfg.runtime.precision == "auto"  # config.yaml records it
-        assert why["runtime.precision"].startswith("bf16 (this CPU computes bf16 natively" if native
-                                                   else "fp32 (no native bf16")
+        assert why["runtime.precision"] == ("bf16 (native bf16 on this CPU: avx512_bf16/AMX; --set "
+                                            "runtime.precision=fp32 to change)" if native else
+                                            "fp32 (no native bf16 on this CPU; --set runtime.precision=bf16 to change)")
         cfg.runtime.precision = "fp32"
         assert runtime.pin_precision(cfg, accelerator) == (cfg, {})

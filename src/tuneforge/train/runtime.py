@@ -52,12 +52,13 @@ def pin_precision(cfg, accelerator):
         return cfg, {}
     chosen = "fp32" if str(accelerator.mixed_precision) == "no" else str(accelerator.mixed_precision)
     if accelerator.device.type == "cpu":
-        why = "this CPU computes bf16 natively (avx512_bf16/AMX)" if chosen == "bf16" else "no native bf16 on this CPU"
+        why = "native bf16 on this CPU: avx512_bf16/AMX" if chosen == "bf16" else "no native bf16 on this CPU"
     else:
         why = f"on {accelerator.device.type}"
+    other = "fp32" if chosen != "fp32" else "bf16"
     cfg = cfg.model_copy(deep=True)
     cfg.runtime.precision = chosen
-    return cfg, {"runtime.precision": f"{chosen} ({why}; set runtime.precision to choose)"}
+    return cfg, {"runtime.precision": f"{chosen} ({why}; --set runtime.precision={other} to change)"}
 
 
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
