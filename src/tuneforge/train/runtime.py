@@ -33,10 +33,9 @@ def resolve_precision(precision: str, cpu: bool) -> str:
     """`auto` → bf16 where the hardware computes it natively (a bf16-capable GPU, or a CPU with avx512_bf16 or
     AMX), else fp32. Other values pass through.
 
-    On this project's avx512_bf16 CPU, bf16 autocast fine-tuned the default model 1.5-1.6× faster than fp32 at the
-    same SST-2 dev accuracy (4,000 rows, 3 seeds: 0.8180 both, 27.1 vs 17.2 s, `bench_finetune_4000[_bf16].json`;
-    8,000 rows: 0.8326 vs 0.8314, 147 vs 224 samples/s, `sst2_defaults_8000*.json`). CPUs without native bf16
-    would emulate it, slower than fp32."""
+    On this project's avx512_bf16 CPU, bf16 autocast fine-tuned the default model 1.4-1.6× faster than fp32 at
+    about the same SST-2 dev accuracy (mean -0.3 points over 500 / 2,000 / 4,000 × 3 seeds / 8,000 rows; the
+    figures are in docs/defaults.md). CPUs without native bf16 would emulate it, slower than fp32."""
     if precision != "auto":
         return precision
     if not cpu:
