@@ -16,15 +16,27 @@ START, END = "<!-- bench-table -->", "<!-- /bench-table -->"
 
 
 def _sst2_rows() -> list[str]:
-    rows = []
-    files = sorted(RESULTS.glob("sst2_defaults_*.json"), key=lambda p: json.loads(p.read_text())["train_rows"])
-    for path in files:
+    """One row per sst2_defaults file; files tagged `<tag>-seedNN` (other training seeds of the same run) fold
+    into their base file's row as a mean over seeds."""
+    rows, groups = [], {}
+    for path in sorted(RESULTS.glob("sst2_defaults_*.json")):
+        groups.setdefault(re.sub(r"-seed\d+$", "", path.stem), []).append(path)
+    bases = sorted((p for p in groups if (RESULTS / f"{p}.json").is_file()),
+                   key=lambda p: json.loads((RESULTS / f"{p}.json").read_text())["train_rows"])
+    for base in bases:
+        path = RESULTS / f"{base}.json"
+        runs = [json.loads(p.read_text()) for p in sorted(groups[base], key=lambda p: (p.stem != base, p.stem))]
         r = json.loads(path.read_text())
         what = "stock-Trainer-like settings (lr 5e-5, batch 32, 1 epoch)" if "stock" in path.name else "auto defaults, no hyperparameters given"
         what = r.get("label", what)
-        rows.append(f"| SST-2, {r['train_rows']:,} train rows, {what} | dev acc **{r['dev_accuracy']:.4f}** "
+        acc = f"dev acc **{r['dev_accuracy']:.4f}**"
+        if len(runs) > 1:
+            each = ", ".join(f"{x['dev_accuracy']:.4f}" for x in runs)
+            acc = f"dev acc **{sum(x['dev_accuracy'] for x in runs) / len(runs):.4f}** (mean of {len(runs)} training seeds: {each})"
+        rows.append(f"| SST-2, {r['train_rows']:,} train rows, {what} | {acc} "
                     f"(TF-IDF+LR {r['tfidf_lr_dev_accuracy']:.4f}) · {r['steps']} steps, {r['train_samples_per_s']:.0f} "
-                    f"train samples/s, {r['wall_seconds'] / 60:.1f} min wall | `{path.name}` |")
+                    f"train samples/s, {r['wall_seconds'] / 60:.1f} min wall | `{path.name}`"
+                    + (" + seeds" if len(runs) > 1 else "") + " |")
     return rows
 
 

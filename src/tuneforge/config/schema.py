@@ -67,7 +67,7 @@ class EvalConfig(_Strict):
 
 class RuntimeConfig(_Strict):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Device. auto: GPU when present, else CPU.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Mixed precision. auto: bf16 where the hardware computes it natively (a bf16-capable GPU, or a CPU with avx512_bf16 or AMX: 1.4-1.6x faster fine-tuning at about the same SST-2 accuracy, measured), else fp32. The run prints and config.yaml records the choice.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Mixed precision. auto: bf16 where the hardware computes it natively (a bf16-capable GPU, or a CPU with avx512_bf16 or AMX: 1.4-1.6x faster fine-tuning at the same SST-2 accuracy within seed noise, measured), else fp32. The run prints and config.yaml records the choice.")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: all cores, split across processes).")
     reuse_memory: bool = Field(True, description="On CPU under glibc, keep freed memory in the process for the next step instead of returning large blocks to the OS and page-faulting them back (about 12,000 page faults per fine-tuning step of the default model). false: the C library's defaults.")
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep (the best model is kept separately).")

@@ -34,7 +34,7 @@ def resolve_precision(precision: str, cpu: bool) -> str:
     AMX), else fp32. Other values pass through.
 
     On this project's avx512_bf16 CPU, bf16 autocast fine-tuned the default model 1.4-1.6× faster than fp32 at
-    about the same SST-2 dev accuracy (mean -0.3 points over 500 / 2,000 / 4,000 × 3 seeds / 8,000 rows; the
+    the same SST-2 dev accuracy within seed noise (500, 2,000 × 3 seeds, 4,000 × 3 seeds and 8,000 rows; the
     figures are in docs/defaults.md). CPUs without native bf16 would emulate it, slower than fp32."""
     if precision != "auto":
         return precision
