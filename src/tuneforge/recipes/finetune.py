@@ -108,14 +108,11 @@ def _train(cfg: FinetuneConfig, accelerator, model, labels: LabelSpace, encoded:
     weights = balanced_class_weights(labels.class_counts(targets["train"]), cfg.train.class_weights)
     objective = make_objective("classification", multi_label=labels.multi_label, weights=weights)
 
-    def evaluate(m, split="validation", details=False):
-        # Validation during training runs in the training precision; the final evaluation (details=True) in
-        # fp32, as `predict`, `evaluate` and `tuneforge.load` run the saved weights, so its numbers reproduce.
+    def evaluate(m, split="validation", details=False, autocast=accelerator.autocast):
         return evaluate_classifier(accelerator.unwrap_model(m), encoded[split], labels.names, labels.multi_label,
                                    batch_size=cfg.eval.batch_size, pad_id=pad_id, device=accelerator.device,
                                    rank=accelerator.process_index, world=accelerator.num_processes,
-                                   reduce=lambda t: accelerator.reduce(t, "sum"),
-                                   autocast=None if details else accelerator.autocast, details=details)
+                                   reduce=lambda t: accelerator.reduce(t, "sum"), autocast=autocast, details=details)
 
     state = resume_state(accelerator, run_dir) if resume else LoopState()
     MetricsLog(run_dir / "metrics.jsonl", accelerator.is_main_process).truncate_after(state.step)
@@ -129,12 +126,14 @@ def _train(cfg: FinetuneConfig, accelerator, model, labels: LabelSpace, encoded:
 
 
 def _final_evaluation(cfg: FinetuneConfig, evaluate, model, labels: LabelSpace, encoded: dict):
-    """Metrics and per-row outputs on validation and test; the temperature, also set on `model.config` (the
-    unwrapped model), or None and why not."""
+    """Metrics and per-row outputs on validation and test, in fp32; the temperature, also set on `model.config`
+    (the unwrapped model), or None and why not."""
     results, rows = {}, {}
     for name in ("validation", "test"):
         if name in encoded:
-            results[name], rows[name] = evaluate(model, name, details=True)
+            # fp32 (no autocast; `model` comes without Accelerate's autocast wrapper), as `predict`, `evaluate`
+            # and `tuneforge.load` run the saved weights: the reported numbers reproduce.
+            results[name], rows[name] = evaluate(model, name, details=True, autocast=None)
     val = rows.get("validation")
     temperature, why = None, "eval.calibrate is off"
     if hasattr(model.config, "tuneforge_temperature"):
