@@ -1,11 +1,18 @@
-"""Batch-1 probes behind two inference decisions (issue 4): ONNX Runtime spinning, and where eager time goes.
+"""Batch-1 probes behind three inference decisions (issue 4): the export opset, ONNX Runtime spinning, and where
+eager time goes.
 
 Usage:  python benchmarks/probe_batch1.py [--model runs/bench-sst2-full/run/final] [--rows 200]
 
-1. ONNX Runtime sessions (`tuneforge export`, fp32 and int8) on SST-2 dev sentences, one at a time, with intra-op
-   spinning off/on and 1/2 threads, interleaved per sentence; p50 ms. Alone in the process, so this is the best
-   case for spinning; bench_infer_quick_onnx_spinning.json shows its cost to work beside it.
-2. torch.profiler over the PyTorch eager fp32 forward at batch 1: the share of self CPU time per op.
+SST-2 dev sentences one at a time, p50 ms after 20 warm-up sentences; `tuneforge export` graphs (fp32 and int8).
+1. opset: the same model exported at opset 18 (attention decomposed into ~35 small ops per layer) and 23 (one
+   standard ONNX Attention op per layer), four sessions interleaved per sentence, spinning off.
+2. spinning: the opset-23 graphs with intra-op spinning off / "call" (spin during a call, sleep after it:
+   `session.force_spinning_stop`) / "always" (ONNX Runtime's default), 1 and 2 threads, interleaved per sentence.
+   Alone in the process: the best case for spinning.
+3. neighbour: what each spinning mode costs work beside it. A `transformers.pipeline` on the same model alternates
+   with the opset-23 int8 session per sentence; the session's spinning mode changes every 25 sentences (rotated),
+   and the pipeline's p50 is kept per mode.
+4. torch.profiler over the PyTorch eager fp32 forward at batch 1: the share of self CPU time per op.
 Writes benchmarks/results/probe_batch1.json.
 """
 from __future__ import annotations
@@ -29,33 +36,68 @@ def sentences(rows: int) -> list[str]:
         return [r["sentence"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)][:rows]
 
 
-def onnx_probe(model: str, texts: list[str]) -> dict:
+def export(model: str, folder: Path, opset: int, int8: bool) -> Path:
+    extra = ["--quantize", "int8"] if int8 else []
+    subprocess.run([sys.executable, "-m", "tuneforge", "export", "--model", model, "--output", str(folder),
+                    "--opset", str(opset), *extra], check=True, capture_output=True)
+    return folder / "model.onnx"
+
+
+def feeds(folder: Path, texts: list[str]) -> list[dict]:
     import numpy as np
     from transformers import AutoTokenizer
 
-    from tuneforge.serve.onnx_backend import open_session
+    tok = AutoTokenizer.from_pretrained(folder)
+    return [{k: v.astype(np.int64) for k, v in tok(t, return_tensors="np").items()
+             if k in ("input_ids", "attention_mask")} for t in texts]
 
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for kind, extra in (("fp32", []), ("int8", ["--quantize", "int8"])):
-            folder = Path(tmp) / kind
-            subprocess.run([sys.executable, "-m", "tuneforge", "export", "--model", model, "--output", str(folder), *extra],
-                           check=True, capture_output=True)
-            tok = AutoTokenizer.from_pretrained(folder)
-            feeds = [{k: v.astype(np.int64) for k, v in tok(t, return_tensors="np").items()
-                      if k in ("input_ids", "attention_mask")} for t in texts]
-            sessions = {f"spin{int(s)}_threads{n}": open_session(folder / "model.onnx", n, s)
-                        for s in (False, True) for n in (1, 2)}
-            times = {name: [] for name in sessions}
-            for i, feed in enumerate(feeds):
-                names = list(sessions)[i % 4:] + list(sessions)[:i % 4]
-                for name in names:
-                    start = time.perf_counter()
-                    sessions[name].run(None, feed)
-                    if i >= 20:  # warm-up
-                        times[name].append(time.perf_counter() - start)
-            out[kind] = {name: round(statistics.median(v) * 1000, 2) for name, v in times.items()}
-    return out
+
+def interleaved(runs: dict, n: int) -> dict:
+    """p50 ms of each callable run(i) on items 0..n-1, all interleaved per item with the order rotated."""
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for i in range(n):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start = time.perf_counter()
+            runs[name](i)
+            if i >= 20:  # warm-up
+                times[name].append(time.perf_counter() - start)
+    return {name: round(statistics.median(v) * 1000, 3) for name, v in times.items()}
+
+
+def session_run(session, fs):
+    return lambda i: session.run(None, fs[i])
+
+
+def onnx_probe(model: str, texts: list[str], tmp: Path) -> tuple[dict, dict, dict]:
+    from transformers import pipeline
+
+    from tuneforge.serve.onnx_backend import SPINNING, open_session
+
+    graphs = {(kind, opset): export(model, tmp / f"{kind}{opset}", opset, kind == "int8")
+              for kind in ("fp32", "int8") for opset in (18, 23)}
+    fs = feeds(graphs[("int8", 23)].parent, texts)
+    opset = interleaved({f"{kind}_opset{o}": session_run(open_session(path, 2, "off"), fs)
+                         for (kind, o), path in graphs.items()}, len(fs))
+    spinning = {}
+    for kind in ("fp32", "int8"):
+        sessions = {f"{mode}_threads{n}": open_session(graphs[(kind, 23)], n, mode) for mode in SPINNING for n in (1, 2)}
+        spinning[kind] = interleaved({name: session_run(s, fs) for name, s in sessions.items()}, len(fs))
+        del sessions
+    pipe = pipeline("text-classification", model=model, device="cpu")
+    sessions = {mode: open_session(graphs[("int8", 23)], 2, mode) for mode in SPINNING}
+    times = {f"{who}_{mode}": [] for mode in SPINNING for who in ("pipeline", "onnx_int8")}
+    for rep in range(2):
+        for i, text in enumerate(texts):
+            mode = SPINNING[(i // 25 + rep) % len(SPINNING)]
+            pair = [("pipeline", lambda: pipe(text)), ("onnx_int8", lambda: sessions[mode].run(None, fs[i]))]
+            for who, call in pair[i % 2:] + pair[:i % 2]:
+                start = time.perf_counter()
+                call()
+                if i >= 20 or rep:
+                    times[f"{who}_{mode}"].append(time.perf_counter() - start)
+    neighbour = {name: round(statistics.median(v) * 1000, 3) for name, v in times.items()}
+    return opset, spinning, neighbour
 
 
 def eager_profile(model: str, texts: list[str]) -> dict:
@@ -84,10 +126,19 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200)
     args = ap.parse_args()
     texts = sentences(args.rows)
-    onnx = onnx_probe(args.model, texts)
-    ratios = {f"spinning_speedup_{k}_threads2": round(v["spin0_threads2"] / v["spin1_threads2"], 3) for k, v in onnx.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        opset, spinning, neighbour = onnx_probe(args.model, texts, Path(tmp))
+    ratios = {f"opset23_speedup_{k}": round(opset[f"{k}_opset18"] / opset[f"{k}_opset23"], 3) for k in ("fp32", "int8")}
+    for kind, v in spinning.items():
+        for mode in ("call", "always"):
+            ratios[f"spinning_{mode}_speedup_{kind}_threads2"] = round(v["off_threads2"] / v[f"{mode}_threads2"], 3)
+    for mode in ("call", "always"):
+        ratios[f"pipeline_slowdown_beside_spinning_{mode}"] = round(neighbour[f"pipeline_{mode}"] / neighbour["pipeline_off"], 3)
+        ratios[f"onnx_int8_over_pipeline_spinning_{mode}"] = round(neighbour[f"onnx_int8_{mode}"] / neighbour[f"pipeline_{mode}"], 3)
+    ratios["onnx_int8_over_pipeline_spinning_off"] = round(neighbour["onnx_int8_off"] / neighbour["pipeline_off"], 3)
     result = {"benchmark": "probe_batch1", "command": " ".join(["python", *sys.argv]), "rows": len(texts),
-              "onnx_p50_ms": onnx, "ratios": ratios, "eager_fp32_profile": eager_profile(args.model, texts)}
+              "onnx_p50_ms": {"opset": opset, "spinning": spinning, "neighbour": neighbour}, "ratios": ratios,
+              "eager_fp32_profile": eager_profile(args.model, texts)}
     out = ROOT / "benchmarks" / "results" / "probe_batch1.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

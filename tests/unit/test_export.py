@@ -51,13 +51,35 @@ def test_graph_has_named_inputs_dynamic_axes_and_opset(exported):
     import onnx
 
     graph = onnx.load(str(exported["folder"] / "model.onnx"))
-    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) == 23
+    # opset 23: each attention block is one standard ONNX Attention op (ONNX Runtime runs it fused)
+    assert sum(n.op_type == "Attention" for n in graph.graph.node) == 2  # the tiny model's two layers
     assert [i.name for i in graph.graph.input] == ["input_ids", "attention_mask"]
     assert [o.name for o in graph.graph.output] == ["logits"]
     for tensor in graph.graph.input:
         dims = tensor.type.tensor_type.shape.dim
         assert all(d.dim_param and not d.dim_value for d in dims), dims  # batch and sequence are symbolic
     assert exported["info"]["output_name"] == "logits" and exported["info"]["opset"] >= 17
+
+
+def test_opset_18_exports_the_decomposed_graph_with_the_same_numbers(classifier, tmp_path):
+    """--opset 18 (runtimes without opset 23) still works: no Attention op, logits as PyTorch's. The CLI's default
+    is the exporter's (cli.py repeats the number so that `tuneforge --help` does not import torch)."""
+    import inspect
+
+    import onnx
+
+    from tuneforge import cli
+    from tuneforge.export.onnx import DEFAULT_OPSET, export_onnx
+    from tuneforge.serve.onnx_backend import onnx_forward, open_session
+
+    assert inspect.signature(cli.export).parameters["opset"].default.default == DEFAULT_OPSET
+    model, tokenizer = classifier
+    assert export_onnx(model, tmp_path / "m.onnx", opset=18)["opset"] == 18
+    assert "Attention" not in {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    ids, mask = _batch(tokenizer, TEXTS)
+    out = onnx_forward(open_session(tmp_path / "m.onnx", threads=1))(ids, mask)
+    assert np.abs(out - _torch_logits(model, ids, mask)).max() < 1e-4
 
 
 @pytest.mark.parametrize("texts", [TEXTS[:1], TEXTS], ids=["batch1", "batch7"])
@@ -72,13 +94,29 @@ def test_fp32_graph_matches_pytorch_at_any_batch_and_length(classifier, exported
     assert np.abs(out - _torch_logits(model, ids, mask)).max() < 1e-4
 
 
-def test_sessions_do_not_spin_unless_asked(exported):
+def test_sessions_spin_only_during_a_call_unless_asked(exported):
+    """Default "call": threads spin inside a run and stop at its end (force_spinning_stop); "always" is ONNX
+    Runtime's own default (no stop); "off" never spins; anything else is a one-line error."""
     from tuneforge.serve.onnx_backend import open_session
 
-    key = "session.intra_op.allow_spinning"
     path = exported["folder"] / "model.onnx"
-    assert open_session(path, threads=1).get_session_options().get_session_config_entry(key) == "0"
-    assert open_session(path, threads=1, spinning=True).get_session_options().get_session_config_entry(key) == "1"
+
+    def entries(**kwargs):
+        options = open_session(path, threads=1, **kwargs).get_session_options()
+        out = {}
+        for key in ("session.intra_op.allow_spinning", "session.force_spinning_stop"):
+            try:
+                out[key] = options.get_session_config_entry(key)
+            except RuntimeError:  # "does not have configuration with key": not set
+                out[key] = None
+        return out
+
+    assert entries() == entries(spinning="call") == {"session.intra_op.allow_spinning": "1",
+                                                     "session.force_spinning_stop": "1"}
+    assert entries(spinning="always") == {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": None}
+    assert entries(spinning="off")["session.intra_op.allow_spinning"] == "0"
+    with pytest.raises(UserError, match="spinning 'fast': use one of call, always, off"):
+        open_session(path, threads=1, spinning="fast")
 
 
 def test_int8_graph_is_quantized_and_close(classifier, exported):
@@ -89,6 +127,7 @@ def test_int8_graph_is_quantized_and_close(classifier, exported):
     folder = exported["folder"]
     ops = {n.op_type for n in onnx.load(str(folder / "model.int8.onnx")).graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops, ops
+    assert "Attention" in ops and "QAttention" not in ops, ops  # the quantizer leaves the standard op alone
     assert exported["quant"]["per_channel"] is True
     model, tokenizer = classifier
     ids, mask = _batch(tokenizer, TEXTS)
@@ -265,7 +304,7 @@ def test_session_options_on_a_pytorch_folder(tiny_model):
     import tuneforge
 
     with pytest.raises(UserError, match="ONNX Runtime setting"):
-        tuneforge.load(str(tiny_model), spinning=True)
+        tuneforge.load(str(tiny_model), spinning="call")
     before = torch.get_num_threads()
     try:
         assert tuneforge.load(str(tiny_model), threads=1).embed(["good film"]).shape[0] == 1

@@ -259,9 +259,9 @@ def test_an_onnx_export_is_served_with_the_same_answers(classifier_dir, predicto
 
     export(str(classifier_dir), str(tmp_path / "exported"))
     with pytest.raises(UserError, match="--spinning"):
-        load_predictor(str(classifier_dir), threads=1, spinning=True)  # a PyTorch folder: one line, no TypeError
-    spun, _ = load_predictor(str(tmp_path / "exported"), threads=1, spinning=True)
-    assert spun.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
+        load_predictor(str(classifier_dir), threads=1, spinning="always")  # a PyTorch folder: one line, no TypeError
+    spun, _ = load_predictor(str(tmp_path / "exported"), threads=1, spinning="off")
+    assert spun.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     del spun
     onnx, folder = load_predictor(str(tmp_path / "exported"), threads=1)
     with _client(onnx, model_path=folder) as c:

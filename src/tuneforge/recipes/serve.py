@@ -30,7 +30,7 @@ def serve_threads() -> int:
 
 
 def load_predictor(model: str, threads: int | None = None, batch_size: int = FORWARD_BATCH_SIZE, precision: str = "fp32",
-                   spinning: bool = False):
+                   spinning: str | None = None):
     """The predictor and its resolved folder; a missing folder is a one-line UserError."""
     from tuneforge.model.resolve import resolve_model
     from tuneforge.serve.predictor import Predictor
@@ -71,7 +71,7 @@ def log_config(level: str = "info") -> dict:
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
           threads: int | None = None, log_level: str = "info", forward_batch_size: int = FORWARD_BATCH_SIZE,
-          precision: str = "fp32", spinning: bool = False) -> None:
+          precision: str = "fp32", spinning: str | None = None) -> None:
     import uvicorn
 
     from tuneforge.serve.app import create_app

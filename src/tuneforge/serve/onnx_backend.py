@@ -28,22 +28,34 @@ def default_threads() -> int:
     return max(1, min(4, cores))
 
 
-def open_session(path: str | Path, threads: int | None = None, spinning: bool = False):
+SPINNING = ("call", "always", "off")
+
+
+def open_session(path: str | Path, threads: int | None = None, spinning: str | None = None):
     """A CPU InferenceSession with all graph optimizations and a fixed, small thread pool.
 
-    `spinning=True` lets idle intra-op threads spin before sleeping: faster at batch 1 for a process that does
-    nothing else (SST-2 classifier, 2 threads: fp32 6.77 → 4.76 ms, int8 3.61 → 2.58 ms; probe_batch1.json), but they take
-    the cores from everything else; in an interleaved benchmark they made the PyTorch paths beside them 2.5× slower.
-    Off by default."""
+    `spinning` says when idle intra-op threads spin instead of sleeping:
+    - "call" (default): while a call runs, then they sleep (ONNX Runtime's `session.force_spinning_stop`). Inside a
+      call the second thread picks up each op's work without a wake-up, and between calls the cores are free.
+      SST-2 int8 classifier at batch 1, 2 threads: see benchmarks/probe_batch1.json for the p50 of each mode and
+      what each costs a PyTorch pipeline interleaved beside it.
+    - "always": ONNX Runtime's own default; spinning goes on between calls, so the cores stay busy (in an
+      interleaved benchmark, PyTorch work beside it ran 2.5× slower).
+    - "off": threads always sleep; every parallel op pays a wake-up, so two threads are no faster than one."""
     import onnxruntime as ort
 
+    spinning = spinning or "call"
+    if spinning not in SPINNING:
+        raise UserError(f"spinning '{spinning}': use one of {', '.join(SPINNING)}.")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
+    if spinning == "call":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -77,7 +89,7 @@ class OnnxPredictor(Predictor):
         self.temperature = temperature if temperature is not None else stored_temperature(config)
 
     @classmethod
-    def load(cls, path: str, threads: int | None = None, spinning: bool = False, **kwargs) -> OnnxPredictor:
+    def load(cls, path: str, threads: int | None = None, spinning: str | None = None, **kwargs) -> OnnxPredictor:
         from transformers import AutoConfig
 
         from tuneforge.model.artifact import read_manifest

@@ -55,7 +55,7 @@ class Predictor:
         precision="bf16" casts the weights once (not autocast, which re-casts them on every call): 1.6× faster
         at batch 1 on CPUs with native bf16 (avx512_bf16/AMX), same SST-2 dev labels, probabilities within 0.03.
         precision="int8" quantizes the linear layers (`int8_linears`; CPU only). `threads` sets torch's
-        intra-op threads (process-wide) or the ONNX session's; `spinning` is for ONNX sessions only."""
+        intra-op threads (process-wide) or the ONNX session's; `spinning` (call | always | off) is for ONNX sessions only."""
         from pathlib import Path
 
         from tuneforge.errors import UserError
@@ -72,9 +72,9 @@ class Predictor:
                 raise UserError(f"{folder}: an ONNX export runs at the precision it was exported with; drop "
                                 "--precision (or export with --quantize int8).")
             return OnnxPredictor.load(folder, **kwargs)
-        if kwargs.pop("spinning", False):
+        if kwargs.pop("spinning", None) is not None:
             raise UserError(f"{folder}: spinning is an ONNX Runtime setting and this is a PyTorch model folder; "
-                            "drop spinning=True (--spinning) or load a `tuneforge export` folder.")
+                            "drop spinning (--spinning) or load a `tuneforge export` folder.")
         threads = kwargs.pop("threads", None)
         if threads:
             torch.set_num_threads(threads)  # process-wide, as torch's intra-op pool is
