@@ -18,7 +18,6 @@ Writes benchmarks/results/probe_batch1.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import subprocess
@@ -28,12 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
-
-
-def sentences(rows: int) -> list[str]:
-    with open(DEV, encoding="utf-8") as f:
-        return [r["sentence"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)][:rows]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_infer import SST2, read_sst2
 
 
 def export(model: str, folder: Path, opset: int, int8: bool) -> Path:
@@ -90,7 +85,8 @@ def onnx_probe(model: str, texts: list[str], tmp: Path) -> tuple[dict, dict, dic
     for rep in range(2):
         for i, text in enumerate(texts):
             mode = SPINNING[(i // 25 + rep) % len(SPINNING)]
-            pair = [("pipeline", lambda: pipe(text)), ("onnx_int8", lambda: sessions[mode].run(None, fs[i]))]
+            pair = [("pipeline", lambda text=text: pipe(text)),
+                    ("onnx_int8", lambda mode=mode, i=i: sessions[mode].run(None, fs[i]))]
             for who, call in pair[i % 2:] + pair[:i % 2]:
                 start = time.perf_counter()
                 call()
@@ -125,7 +121,7 @@ def main() -> None:
     ap.add_argument("--model", default=str(ROOT / "runs" / "bench-sst2-full" / "run" / "final"))
     ap.add_argument("--rows", type=int, default=200)
     args = ap.parse_args()
-    texts = sentences(args.rows)
+    texts = read_sst2(SST2 / "dev.tsv", args.rows)[0]
     with tempfile.TemporaryDirectory() as tmp:
         opset, spinning, neighbour = onnx_probe(args.model, texts, Path(tmp))
     ratios = {f"opset23_speedup_{k}": round(opset[f"{k}_opset18"] / opset[f"{k}_opset23"], 3) for k in ("fp32", "int8")}

@@ -153,8 +153,9 @@ def step_setup(args, phases: dict):
     from tuneforge.train.runtime import make_accelerator
     from tuneforge.train.sparse_rows import clip_gradients, row_table
 
-    # fp32 as bench_finetune's runs (auto would pick bf16 on CPUs with native bf16)
-    accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=args.threads, precision="fp32"))
+    # fp32 by default, as bench_finetune's runs (auto would pick bf16 on CPUs with native bf16); --precision bf16
+    # runs forward and backward in Accelerate's autocast, as the training loop does
+    accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=args.threads, precision=args.precision))
     train, _ = read_sst2()
     subset = train.sample(n=args.train_rows, random_state=args.data_seed)
     labels = LabelSpace.from_labels(sorted(set(subset["label"])))
@@ -193,11 +194,12 @@ def step_setup(args, phases: dict):
         spent = phases.setdefault(variant, dict.fromkeys(PHASES, 0.0))
 
         def step(index: np.ndarray) -> None:
-            t0 = time.perf_counter()
-            loss, _ = objective(model, data.collate(index, 0))
-            t1 = time.perf_counter()
-            accelerator.backward(loss)
-            t2 = time.perf_counter()
+            with accelerator.autocast():
+                t0 = time.perf_counter()
+                loss, _ = objective(model, data.collate(index, 0))
+                t1 = time.perf_counter()
+                accelerator.backward(loss)
+                t2 = time.perf_counter()
             clip_gradients(accelerator, model, optimizer, 1.0)  # as the loop: the table's rows count too
             t3 = time.perf_counter()
             optimizer.step()
@@ -305,15 +307,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="step and cost modes: every step in this precision (bf16: Accelerate's autocast); the "
+                         "results file gets a _bf16 suffix")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
+    if args.precision != "fp32" and args.mode == "run":
+        raise SystemExit("--precision is for the step and cost modes (whole runs: bench_finetune.py --precision)")
+    suffix = "" if args.precision == "fp32" else f"_{args.precision}"
     if args.mode == "cost":
         args.rounds = args.rounds or 12
-        result = cost_probe(args)
-        out = RESULTS / "probe_levers_cost.json"
+        result = {**cost_probe(args), "precision": args.precision}
+        out = RESULTS / f"probe_levers_cost{suffix}.json"
         out.write_text(json.dumps(result, indent=2))
         for v, fit in result["fits"].items():
             print(f"{v:<6} {fit['fixed_ms']:6.1f} ms + {fit['us_per_padded_token']:6.1f} µs × padded tokens "
@@ -322,9 +330,9 @@ def main() -> None:
         return None
     if args.mode == "step":
         args.rounds = args.rounds or 12
-        result = step_probe(args)
-        out = RESULTS / ("probe_levers_step.json" if args.train_rows == 4000 else
-                         f"probe_levers_step_{args.train_rows}.json")
+        result = {**step_probe(args), "precision": args.precision}
+        out = RESULTS / ("probe_levers_step" + ("" if args.train_rows == 4000 else f"_{args.train_rows}")
+                         + f"{suffix}.json")
         out.write_text(json.dumps(result, indent=2))
         for lever, ratio in result["ratios"].items():
             print(f"{lever:<16} off costs {ratio:.3f}×  (rounds {result['spread'][lever][0]}–{result['spread'][lever][1]})")

@@ -10,42 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chromium import FLAGS, connect, devtools_page, find_chromium
 
 FALLBACK_HEIGHT = 2400
 MAX_HEIGHT = 16000  # a cap: a taller window makes a huge, slow PNG; longer pages are cut here
 HEIGHT_JS = ("Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0,"
              " document.documentElement.getBoundingClientRect().height)")
-
-
-def find_chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    sys.exit("error: no chromium found on PATH (tried chromium, chromium-browser, google-chrome). "
-             "Install it, e.g. `apt-get install chromium`.")
-
-
-def _devtools_port(proc: subprocess.Popen, timeout: float = 60) -> int:
-    """Chromium prints 'DevTools listening on ws://127.0.0.1:PORT/...' on stderr once it is ready."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            raise RuntimeError(f"chromium exited with {proc.returncode}")
-        match = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
-        if match:
-            return int(match.group(1))
-    raise TimeoutError("chromium did not print its DevTools address")
 
 
 def _evaluate(ws, expression: str, request_id: int):
@@ -59,45 +37,27 @@ def _evaluate(ws, expression: str, request_id: int):
 
 def measure_height(chromium: str, url: str, width: int, timeout: float = 60) -> int:
     """The page's full document height in CSS pixels at `width`, once it and its images have loaded."""
-    import websocket
-
-    with tempfile.TemporaryDirectory(prefix="tf-shot-") as profile:
-        proc = subprocess.Popen(
-            [chromium, "--headless=new", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--remote-debugging-port=0", f"--user-data-dir={profile}", f"--window-size={width},800", url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with tempfile.TemporaryDirectory(prefix="tf-shot-") as profile, \
+            devtools_page(chromium, url, profile, width, 800, timeout) as ws_url:
+        ws = connect(ws_url, timeout)
         try:
-            port = _devtools_port(proc, timeout)
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
-                page = next(t for t in json.load(response) if t["type"] == "page")
-            # suppress_origin: Chromium refuses DevTools websockets that carry an Origin it was not told to allow
-            ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True)
-            try:
-                # The tab may still show about:blank at first: wait for *our* page, loaded with its images.
-                ready = (f"location.href === {json.dumps(url)} && document.readyState === 'complete' && "
-                         f"[...document.images].every(i => i.complete) ? {HEIGHT_JS} : null")
-                deadline, n = time.monotonic() + timeout, 0
-                while (height := _evaluate(ws, ready, n := n + 1)) is None:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{url} did not finish loading in {timeout:.0f} s")
-                    time.sleep(0.1)
-                return int(height)
-            finally:
-                ws.close()
+            # The tab may still show about:blank at first: wait for *our* page, loaded with its images.
+            ready = (f"location.href === {json.dumps(url)} && document.readyState === 'complete' && "
+                     f"[...document.images].every(i => i.complete) ? {HEIGHT_JS} : null")
+            deadline, n = time.monotonic() + timeout, 0
+            while (height := _evaluate(ws, ready, n := n + 1)) is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} did not finish loading in {timeout:.0f} s")
+                time.sleep(0.1)
+            return int(height)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            proc.stderr.close()
+            ws.close()
 
 
 def render(chromium: str, url: str, out: Path, width: int, height: int, timeout: float = 120) -> None:
     with tempfile.TemporaryDirectory(prefix="tf-shot-") as profile:
-        cmd = [chromium, "--headless=new", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run",
-               f"--user-data-dir={profile}", f"--screenshot={out}", f"--window-size={width},{height}", url]
+        cmd = [chromium, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={out}", f"--window-size={width},{height}",
+               url]
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0 or not out.is_file():
         sys.exit(f"error: chromium failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
@@ -121,6 +81,9 @@ def main() -> None:
     if not args.html.is_file():
         sys.exit(f"error: {args.html}: file not found")
     chromium, url = find_chromium(), args.html.resolve().as_uri()
+    if chromium is None:
+        sys.exit("error: no chromium found on PATH (tried chromium, chromium-browser, google-chrome). "
+                 "Install it, e.g. `apt-get install chromium`.")
     height = args.height
     if height is None:
         try:

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import struct
-import subprocess
+import sys
 import time
-import urllib.request
+from pathlib import Path
 
 import pytest
 from serve_helpers import LABELS, LiveServer, build_classifier, wait_ready
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from chromium import connect, devtools_page, find_chromium  # shared with benchmarks/screenshot.py
+
+CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (`apt-get install chromium`); "
                                                          ".ci/run installs it")
 SENTENCE = "the staff were lovely and the room was great"
@@ -26,10 +28,7 @@ class DevTools:
     """Just enough of the Chrome DevTools protocol: commands with replies, and waiting for an event."""
 
     def __init__(self, ws_url: str):
-        import websocket
-
-        # suppress_origin: Chromium refuses DevTools websockets that carry an Origin it was not told to allow
-        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
+        self.ws = connect(ws_url)
         self.next_id, self.events = 0, []
 
     def send(self, method: str, **params) -> dict:
@@ -72,32 +71,10 @@ class DevTools:
 
 @pytest.fixture
 def browser(tmp_path):
-    proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=900,700", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        port, deadline = None, time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
-                raise RuntimeError(f"chromium exited with {proc.returncode}")
-            match = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
-            port = int(match.group(1)) if match else None
-        assert port, "chromium did not print its DevTools address"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
-            page = next(t for t in json.load(response) if t["type"] == "page")
-        devtools = DevTools(page["webSocketDebuggerUrl"])
+    with devtools_page(CHROMIUM, "about:blank", tmp_path / "profile", 900, 700) as ws_url:
+        devtools = DevTools(ws_url)
         yield devtools
         devtools.ws.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
