@@ -28,7 +28,8 @@ it beyond a seed's noise (the dropout levers draw different random masks, so sin
 Variants (how the child switches the lever off):
   all                 nothing: the shipped defaults
   no_first_token      the last layer runs at every position (objectives.first_token_only → a no-op)
-  no_fast_dropout     PyTorch's nn.Dropout (use_fast_dropout → a no-op)
+  no_fast_dropout     PyTorch's nn.Dropout and SDPA's own attention dropout (use_fast_dropout → a no-op)
+  no_fast_attention   FastDropout modules, but SDPA's own attention dropout (use_fast_dropout(..., attention=False))
   no_fused_adamw      foreach AdamW (dense embedding gradient too: foreach has no row path)
   no_embedding_rows   the word embedding trained densely (sparse_rows.row_table → None): a vocabulary-sized gradient,
                       clip_grad_norm_ and fused AdamW over every row
@@ -53,11 +54,12 @@ from bench_finetune import RESULTS, ROOT, emit, prepare_data, run_marked, tunefo
 from envinfo import environment, load_average
 
 PHASES = ("forward", "backward", "clip", "optimizer")  # step mode: where each variant's time goes
-STEP_VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw", "no_embedding_rows")
-# cost mode: "stock" is the step the strongest Trainer runs (stock model, nn.Dropout, dense fused AdamW, clip_grad_norm_)
-OFF = {"all": set(), "stock": {"first_token", "fast_dropout", "embedding_rows"}}
-VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fused_adamw", "no_embedding_rows", "no_reuse_memory",
-            "no_length_grouping")
+STEP_VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fast_attention", "no_fused_adamw", "no_embedding_rows")
+# cost mode: "stock" is the step the strongest Trainer runs (stock model, nn.Dropout and SDPA's attention dropout,
+# dense fused AdamW, clip_grad_norm_)
+OFF = {"all": set(), "stock": {"first_token", "fast_dropout", "fast_attention", "embedding_rows"}}
+VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fast_attention", "no_fused_adamw", "no_embedding_rows",
+            "no_reuse_memory", "no_length_grouping")
 
 
 def switch_off(variant: str) -> list[str]:
@@ -75,6 +77,10 @@ def switch_off(variant: str) -> list[str]:
         import tuneforge.recipes.finetune as finetune
 
         finetune.use_fast_dropout = lambda model: 0
+    elif variant == "no_fast_attention":
+        import tuneforge.recipes.finetune as finetune
+
+        finetune.use_fast_dropout = partial(finetune.use_fast_dropout, attention=False)
     elif variant == "no_fused_adamw":
         import tuneforge.recipes.finetune as finetune
 
@@ -179,7 +185,7 @@ def step_setup(args, phases: dict):
         model = load_classifier(HP["model"], labels)
         off = OFF.get(variant, {variant[3:]})
         if "fast_dropout" not in off:
-            use_fast_dropout(model)
+            use_fast_dropout(model, attention="fast_attention" not in off)
         model.train()
         if "fused_adamw" in off:
             decay = [p for p in model.parameters() if p.ndim >= 2]
