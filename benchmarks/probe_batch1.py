@@ -7,8 +7,9 @@ SST-2 dev sentences one at a time, p50 ms after 20 warm-up sentences; `tuneforge
 1. opset: the same model exported at opset 18 (attention decomposed into ~35 small ops per layer) and 23 (one
    standard ONNX Attention op per layer), four sessions interleaved per sentence, spinning off.
 2. spinning: the opset-23 graphs with intra-op spinning off / "call" (spin during a call, sleep after it:
-   `session.force_spinning_stop`) / "always" (ONNX Runtime's default), 1 and 2 threads, interleaved per sentence.
-   Alone in the process: the best case for spinning.
+   `session.force_spinning_stop`) / "always" (ONNX Runtime's default), 1 and 2 threads, in blocks of 20 sentences
+   per session, sessions rotated per block (an "always" session keeps spinning after its calls and would slow the
+   next session in a per-sentence interleaving). Nothing else in the process: the best case for spinning.
 3. neighbour: what each spinning mode costs work beside it. A `transformers.pipeline` on the same model alternates
    with the opset-23 int8 session per sentence; the session's spinning mode changes every 25 sentences (rotated),
    and the pipeline's p50 is kept per mode.
@@ -60,6 +61,22 @@ def interleaved(runs: dict, n: int) -> dict:
     return {name: round(statistics.median(v) * 1000, 3) for name, v in times.items()}
 
 
+def blocked(runs: dict, n: int, block: int = 20) -> dict:
+    """p50 ms of each callable run(i) on items 20..n-1, in blocks of `block` items per callable, order rotated."""
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for name in names:  # warm-up
+        for i in range(20):
+            runs[name](i)
+    for b, start in enumerate(range(20, n, block)):
+        for name in names[b % len(names):] + names[:b % len(names)]:
+            for i in range(start, min(start + block, n)):
+                t = time.perf_counter()
+                runs[name](i)
+                times[name].append(time.perf_counter() - t)
+    return {name: round(statistics.median(v) * 1000, 3) for name, v in times.items()}
+
+
 def session_run(session, fs):
     return lambda i: session.run(None, fs[i])
 
@@ -76,8 +93,11 @@ def onnx_probe(model: str, texts: list[str], tmp: Path) -> tuple[dict, dict, dic
                          for (kind, o), path in graphs.items()}, len(fs))
     spinning = {}
     for kind in ("fp32", "int8"):
+        # Blocks of 20 sentences per session, sessions rotated per block: an "always" session keeps spinning after
+        # its calls, which would slow the next session in a per-sentence interleaving; p50 over blocks shrugs off the
+        # first call or two of the next block.
         sessions = {f"{mode}_threads{n}": open_session(graphs[(kind, 23)], n, mode) for mode in SPINNING for n in (1, 2)}
-        spinning[kind] = interleaved({name: session_run(s, fs) for name, s in sessions.items()}, len(fs))
+        spinning[kind] = blocked({name: session_run(s, fs) for name, s in sessions.items()}, len(fs))
         del sessions
     pipe = pipeline("text-classification", model=model, device="cpu")
     sessions = {mode: open_session(graphs[("int8", 23)], 2, mode) for mode in SPINNING}

@@ -90,13 +90,17 @@ def _ratio_rows() -> list[str]:
               "bench_pretrain.json": "MLM pretraining tokens/s vs HF Trainer + DataCollatorForLanguageModeling",
               "bench_pretrain_quick.json": "MLM pretraining tokens/s vs HF Trainer (quick: 30 steps)",
               "probe_levers_step.json": "Fine-tune speed levers, each switched off alone: step time ratio (interleaved "
-                                        "steps in one process; > 1 = the lever helps)",
+                                        "steps in one process, fp32; > 1 = the lever helps)",
+              "probe_levers_step_bf16.json": "Fine-tune speed levers, each switched off alone: step time ratio "
+                                             "(interleaved steps in one process, bf16 autocast)",
               "probe_levers_4000.json": "Fine-tune speed levers, each switched off alone: whole-run train-seconds "
                                         "ratio (SST-2 4,000 rows, 3 rounds; ±8% run-to-run noise)",
               "probe_levers_step_67349.json": "The word-embedding row table on all 67,349 SST-2 train rows (11,573 of "
                                               "30,522 rows in the table, pad row included): step time ratio with it off",
               "probe_levers_cost.json": "Fine-tune step cost, fixed + per padded token (least squares over the same "
-                                        "SST-2 batches): the stock step the strongest Trainer runs over TuneForge's"}
+                                        "SST-2 batches, fp32): the stock step the strongest Trainer runs over TuneForge's",
+              "probe_levers_cost_bf16.json": "Fine-tune step cost as above, every step in bf16 autocast: the stock "
+                                             "step over TuneForge's"}
     for name, title in titles.items():
         if not (r := _load(name)):
             continue
@@ -104,7 +108,9 @@ def _ratio_rows() -> list[str]:
         met = r.get("targets_met") or {}
         hold = [k for k, v in met.items() if v is True and k != "all"]
         miss = [k for k, v in met.items() if v is False and k != "all"]
-        targets = f" · targets met: {', '.join(hold) or 'none'}" + (f"; missed: {', '.join(miss)}" if miss else "") if met else ""
+        other = [k for k, v in (met.get("other") or {}).items() if v is False]  # bounds beyond the targets
+        targets = (f" · targets met: {', '.join(hold) or 'none'}" + (f"; missed: {', '.join(miss)}" if miss else "")
+                   + (f"; other bounds missed: {', '.join(other)}" if other else "")) if met else ""
         rows.append(f"| {title} | {ratios}{targets} | `{name}` |")
     return rows
 

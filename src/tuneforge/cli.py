@@ -139,7 +139,7 @@ def export(
     text_column: str = typer.Option("text", "--text-column", help=TEXT_HELP),
     label_column: str = typer.Option("label", "--label-column", help=LABEL_HELP),
     label_separator: Optional[str] = typer.Option(None, "--label-separator", help="Split string labels on this for multi-label."),
-    opset: int = typer.Option(23, "--opset", help="ONNX opset version (17 or newer). 23 (default) writes attention as one standard Attention op (int8 1.14× faster at batch 1); 18 for runtimes without opset 23."),
+    opset: int = typer.Option(23, "--opset", help="ONNX opset version (17 or newer). 23 (default) writes attention as one standard Attention op (int8 ~1.15× faster at batch 1); 18 for runtimes without opset 23."),
     tolerance: float = typer.Option(1e-3, "--tolerance", help="Largest allowed |PyTorch - ONNX fp32| output difference; above it the export fails."),
     max_accuracy_drop: float = typer.Option(0.5, "--max-accuracy-drop", help="int8 with labelled --check-data: largest allowed accuracy drop, in points."),
 ) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from serve_helpers import LABELS, LiveServer, build_classifier, wait_ready
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.append(str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from chromium import connect, devtools_page, find_chromium  # shared with benchmarks/screenshot.py
 
 CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (`apt-get install chromium`); "
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (Debian: `apt-get install chromium`); "
                                                          ".ci/run installs it")
 SENTENCE = "the staff were lovely and the room was great"
 KEY = "page-test-key"

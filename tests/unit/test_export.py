@@ -117,6 +117,8 @@ def test_sessions_spin_only_during_a_call_unless_asked(exported):
     assert entries(spinning="off")["session.intra_op.allow_spinning"] == "0"
     with pytest.raises(UserError, match="spinning 'fast': use one of call, always, off"):
         open_session(path, threads=1, spinning="fast")
+    with pytest.raises(UserError, match="True is now 'always'"):  # the old bool setting: a hint, not a silent default
+        open_session(path, threads=1, spinning=True)
 
 
 def test_int8_graph_is_quantized_and_close(classifier, exported):

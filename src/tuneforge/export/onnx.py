@@ -8,7 +8,8 @@ attention-mask construction as constants: on a BERT it exported without error ye
 
 Default opset 23: the exporter then writes each attention block as one standard ONNX `Attention` op and GELU as
 `Gelu` (198 nodes for MiniLM-L6 instead of ~450, most of them the masking, reshapes and slices of a decomposed
-attention). ONNX Runtime runs it faster at batch 1: int8 1.14×, fp32 1.05× (benchmarks/probe_batch1.json).
+attention). ONNX Runtime runs it faster at batch 1: int8 1.14-1.15×, fp32 1.05-1.07× in two
+runs (benchmarks/probe_batch1.json).
 Runtimes that do not implement opset 23 take `--opset 18`: the decomposed graph, the same outputs.
 """
 from __future__ import annotations

@@ -44,6 +44,8 @@ def open_session(path: str | Path, threads: int | None = None, spinning: str | N
     - "off": threads always sleep; every parallel op pays a wake-up, so two threads are no faster than one."""
     import onnxruntime as ort
 
+    if isinstance(spinning, bool):  # the setting was a bool before it had three values
+        raise UserError(f"spinning={spinning}: use one of {', '.join(SPINNING)} (True is now 'always', False 'off').")
     spinning = spinning or "call"
     if spinning not in SPINNING:
         raise UserError(f"spinning '{spinning}': use one of {', '.join(SPINNING)}.")

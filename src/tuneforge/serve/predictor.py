@@ -72,7 +72,7 @@ class Predictor:
                 raise UserError(f"{folder}: an ONNX export runs at the precision it was exported with; drop "
                                 "--precision (or export with --quantize int8).")
             return OnnxPredictor.load(folder, **kwargs)
-        if kwargs.pop("spinning", None) is not None:
+        if kwargs.pop("spinning", None) not in (None, False):
             raise UserError(f"{folder}: spinning is an ONNX Runtime setting and this is a PyTorch model folder; "
                             "drop spinning (--spinning) or load a `tuneforge export` folder.")
         threads = kwargs.pop("threads", None)
