@@ -20,6 +20,8 @@ from tfi_helpers import assert_user_error, cli_env, run_cli
     (["--model", "{tiny}", "--max-wait-ms", "-1"], ["--max-wait-ms"]),
     (["--model", "{tiny}", "--log-level", "loud"], ["--log-level loud"]),
     (["--model", "{tiny}", "--forward-batch-size", "0"], ["--forward-batch-size must be at least 1"]),
+    (["--model", "{tiny}", "--spinning", "fast"], ["--spinning fast", "call, always, off"]),
+    (["--model", "{tiny}", "--spinning", "Always"], ["ONNX Runtime setting"]),  # a PyTorch folder; case-insensitive
 ])
 def test_mistakes_are_one_line_errors(tmp_path, tiny_model, args, needles):
     args = [a.replace("{tiny}", str(tiny_model)) for a in args]
