@@ -48,21 +48,9 @@ def feeds(folder: Path, texts: list[str]) -> list[dict]:
              if k in ("input_ids", "attention_mask")} for t in texts]
 
 
-def interleaved(runs: dict, n: int) -> dict:
-    """p50 ms of each callable run(i) on items 0..n-1, all interleaved per item with the order rotated."""
-    times = {name: [] for name in runs}
-    names = list(runs)
-    for i in range(n):
-        for name in names[i % len(names):] + names[:i % len(names)]:
-            start = time.perf_counter()
-            runs[name](i)
-            if i >= 20:  # warm-up
-                times[name].append(time.perf_counter() - start)
-    return {name: round(statistics.median(v) * 1000, 3) for name, v in times.items()}
-
-
-def blocked(runs: dict, n: int, block: int = 20) -> dict:
-    """p50 ms of each callable run(i) on items 20..n-1, in blocks of `block` items per callable, order rotated."""
+def p50_ms(runs: dict, n: int, block: int) -> dict:
+    """p50 ms of each callable run(i) on items 20..n-1 (items 0..19 warm each up), in blocks of `block` items per
+    callable with the order rotated every block; block=1 interleaves per item."""
     times = {name: [] for name in runs}
     names = list(runs)
     for name in names:  # warm-up
@@ -89,15 +77,15 @@ def onnx_probe(model: str, texts: list[str], tmp: Path) -> tuple[dict, dict, dic
     graphs = {(kind, opset): export(model, tmp / f"{kind}{opset}", opset, kind == "int8")
               for kind in ("fp32", "int8") for opset in (18, 23)}
     fs = feeds(graphs[("int8", 23)].parent, texts)
-    opset = interleaved({f"{kind}_opset{o}": session_run(open_session(path, 2, "off"), fs)
-                         for (kind, o), path in graphs.items()}, len(fs))
+    opset = p50_ms({f"{kind}_opset{o}": session_run(open_session(path, 2, "off"), fs)
+                         for (kind, o), path in graphs.items()}, len(fs), block=1)
     spinning = {}
     for kind in ("fp32", "int8"):
         # Blocks of 20 sentences per session, sessions rotated per block: an "always" session keeps spinning after
         # its calls, which would slow the next session in a per-sentence interleaving; p50 over blocks shrugs off the
         # first call or two of the next block.
         sessions = {f"{mode}_threads{n}": open_session(graphs[(kind, 23)], n, mode) for mode in SPINNING for n in (1, 2)}
-        spinning[kind] = blocked({name: session_run(s, fs) for name, s in sessions.items()}, len(fs))
+        spinning[kind] = p50_ms({name: session_run(s, fs) for name, s in sessions.items()}, len(fs), block=20)
         del sessions
     pipe = pipeline("text-classification", model=model, device="cpu")
     sessions = {mode: open_session(graphs[("int8", 23)], 2, mode) for mode in SPINNING}

@@ -292,7 +292,7 @@ def serve(
     forward_batch_size: int = typer.Option(8, "--forward-batch-size", help="Texts per forward pass: a merged batch is sorted by length and run in sub-batches of this size (less padding)."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | int8 for a PyTorch model folder (bf16: ~1.6× faster on CPUs with native bf16; int8: dynamically quantized linears, CPU)."),
-    spinning: Optional[str] = typer.Option(None, "--spinning", help="ONNX export only: when idle ONNX Runtime threads spin instead of sleeping. call (default): during a forward pass, then they sleep; always: between requests too (a little faster when the server has the cores to itself, slows everything else on them); off: never."),
+    spinning: Optional[str] = typer.Option(None, "--spinning", help="ONNX export only: when idle ONNX Runtime threads spin instead of sleeping. call (default): during a forward pass, then they sleep; always: between requests too (measured no faster than call; slows everything else on the cores); off: never. Any case."),
 ) -> None:
     """Serve a model over HTTP: /v1/predict, /v1/embed, /v1/model, /health, /ready, /metrics, /docs and a web page at /."""
     from tuneforge.recipes.serve import serve as run

@@ -82,12 +82,10 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, settings: Serve
     for flag, value in (("--threads", threads), ("--forward-batch-size", forward_batch_size)):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1 (got {value}).")
-    if spinning is not None:
-        from tuneforge.serve.onnx_backend import SPINNING
+    if spinning is not None:  # checked here so that a PyTorch folder gets the same one-line error
+        from tuneforge.serve.onnx_backend import spinning_mode
 
-        spinning = spinning.lower()
-        if spinning not in SPINNING:
-            raise UserError(f"--spinning {spinning}: use one of {', '.join(SPINNING)} (call is the default).")
+        spinning = spinning_mode(spinning, f"--spinning {spinning}")
     threads = threads or serve_threads()
     predictor, folder = load_predictor(model, threads, forward_batch_size, precision, spinning)
     settings.model_path = folder

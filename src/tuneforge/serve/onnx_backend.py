@@ -31,6 +31,17 @@ def default_threads() -> int:
 SPINNING = ("call", "always", "off")
 
 
+def spinning_mode(value: str | None, label: str | None = None) -> str:
+    """`value` as one of SPINNING (None → "call", any case); a UserError naming `label` (default: spinning 'value')
+    otherwise. The old bool setting gets a hint."""
+    if isinstance(value, bool):  # the setting was a bool before it had three values
+        raise UserError(f"spinning={value}: use one of {', '.join(SPINNING)} (True is now 'always', False 'off').")
+    mode = (value or "call").lower()
+    if mode not in SPINNING:
+        raise UserError(f"{label or f'spinning {value!r}'}: use one of {', '.join(SPINNING)} (call is the default).")
+    return mode
+
+
 def open_session(path: str | Path, threads: int | None = None, spinning: str | None = None):
     """A CPU InferenceSession with all graph optimizations and a fixed, small thread pool.
 
@@ -44,11 +55,7 @@ def open_session(path: str | Path, threads: int | None = None, spinning: str | N
     - "off": threads always sleep; every parallel op pays a wake-up, so two threads are no faster than one."""
     import onnxruntime as ort
 
-    if isinstance(spinning, bool):  # the setting was a bool before it had three values
-        raise UserError(f"spinning={spinning}: use one of {', '.join(SPINNING)} (True is now 'always', False 'off').")
-    spinning = spinning or "call"
-    if spinning not in SPINNING:
-        raise UserError(f"spinning '{spinning}': use one of {', '.join(SPINNING)}.")
+    spinning = spinning_mode(spinning)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
