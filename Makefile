@@ -25,11 +25,13 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
-# Quick versions of the benchmarks (full sizes: see benchmarks/README.md). ~15 min on 2 cores.
+# Quick versions of the benchmarks (full sizes: see benchmarks/README.md). ~15 min on 2 cores. Each script refuses to
+# write into benchmarks/results/ from a dirty git tree: commit first (or pass --allow-dirty, and the files say so).
 bench: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_finetune.py --train-rows 1000 --epochs 1 --tag quick
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_infer.py --rows 300 --rounds 2 --out benchmarks/results/bench_infer_quick.json
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_pretrain.py --steps 30 --out benchmarks/results/bench_pretrain_quick.json
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.bench_finetune --train-rows 1000 --epochs 1 --tag quick
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.bench_infer --rows 300 --rounds 2 --out benchmarks/results/bench_infer_quick.json
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.bench_pretrain --steps 30 --out benchmarks/results/bench_pretrain_quick.json
+	$(BIN)/python -m benchmarks.table --check || echo "README table is stale: $(BIN)/python -m benchmarks.table --write"
 
 clean:
 	rm -rf $(VENV) runs

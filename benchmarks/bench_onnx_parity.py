@@ -1,23 +1,24 @@
 """ONNX export of the default model: fp32 / int8 parity with PyTorch and batch-1 latency vs PyTorch eager.
 
-Usage:  python benchmarks/bench_onnx_parity.py [--classifier runs/bench-sst2-full/run/final] [--threads 1]
+Usage:  python -m benchmarks.bench_onnx_parity [--classifier runs/bench-sst2-full/run/final] [--threads 1]
 Exports the bare encoder (minilm-l6) and, when given, a fine-tuned SST-2 classifier, each fp32 and int8 (per
 channel) with `tuneforge export --check-data` on SST-2 dev (872 sentences), plus an int8 per-tensor graph for
 comparison. Latency: `predict([text])` / `embed([text])` one dev sentence at a time (tokenization included),
-the backends interleaved per sentence so machine noise hits them alike. Writes benchmarks/results/onnx_parity.json.
+the backends interleaved per sentence so machine noise hits them alike. Writes benchmarks/results/onnx_parity.json
+(--out).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEV = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
+from benchmarks.common import RESULTS, SST2, add_output_args, environment, guard_output, shown, write_result
+
+DEV = SST2 / "dev.tsv"
 
 
 def export_both(model: str, work: Path) -> dict:
@@ -87,12 +88,14 @@ def main() -> None:
     ap.add_argument("--classifier", help="a fine-tuned SST-2 final/ folder (e.g. runs/bench-sst2-full/run/final)")
     ap.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads for latency")
     ap.add_argument("--latency-texts", type=int, default=100, help="dev sentences timed one at a time")
+    add_output_args(ap, RESULTS / "onnx_parity.json")
     args = ap.parse_args()
+    started = guard_output(args.out, args.allow_dirty)
     from tuneforge.data.sources import read_texts
 
     texts = read_texts(str(DEV), "sentence")[: args.latency_texts]
     result = {"benchmark": "onnx_parity", "data": "SST-2 dev (872)", "threads": args.threads,
-              "cpu": platform.processor() or platform.machine()}
+              "environment": environment(args.threads, ("onnxruntime", "onnx"))}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         enc = export_both("minilm-l6", work)
@@ -108,9 +111,9 @@ def main() -> None:
             result["classifier"]["latency_predict_batch1"] = latency(
                 {"pytorch": args.classifier, "onnx_fp32": cls["none"]["folder"], "onnx_int8": cls["int8"]["folder"]},
                 texts, args.threads, classifier=True)
-    out = ROOT / "benchmarks" / "results" / "onnx_parity.json"
-    out.write_text(json.dumps(result, indent=2))
+    path = write_result(args.out, result, started, args.allow_dirty)
     print(json.dumps(result, indent=2))
+    print(f"wrote {shown(path)}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """MLM pretraining speed: `tuneforge pretrain --preset mini` vs a Hugging Face `Trainer` on the same packed blocks.
 
-Usage:  python benchmarks/bench_pretrain.py [--steps 60] [--precision bf16|fp32] [--warmup-steps 10] [--repeats 1]
-        [--threads N] [--work DIR] [--out benchmarks/results/bench_pretrain.json]
-Quick:  python benchmarks/bench_pretrain.py --steps 30
+Usage:  python -m benchmarks.bench_pretrain [--steps 60] [--precision bf16|fp32] [--warmup-steps 10] [--repeats 1]
+        [--threads N] [--work DIR] [--out benchmarks/results/bench_pretrain.json] [--allow-dirty]
+Quick:  python -m benchmarks.bench_pretrain --steps 30
 
 1. Corpus: WikiText-2 valid lines (--wiki-lines, 0 = all) + SST-2 train sentences (--sst2-rows, 0 = all) in one
    .txt; a WordPiece tokenizer (vocabulary 8000) trained on it with TuneForge's tokenizer trainer.
@@ -24,7 +24,6 @@ dtype (`measure_matmul_peak`, the better of a measurement before and after train
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import os
@@ -35,11 +34,20 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from envinfo import environment, load_average
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    SHARED_DATA,
+    add_output_args,
+    environment,
+    guard_output,
+    load_average,
+    module_cmd,
+    read_sst2,
+    shown,
+    write_result,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 BATCH = 32
 BLOCK = 128
 SEED = 42
@@ -50,13 +58,9 @@ NOTES = ("TuneForge runs the MLM head only on masked positions (SparseMLM) and p
 
 def write_corpus(path: Path, wiki_lines: int, sst2_rows: int) -> dict:
     """WikiText-2 valid lines then SST-2 train sentences, one text per line."""
-    wiki = (DATA / "wikitext2" / "wiki.valid.raw").read_text(encoding="utf-8").splitlines()
+    wiki = (SHARED_DATA / "wikitext2" / "wiki.valid.raw").read_text(encoding="utf-8").splitlines()
     wiki = wiki[:wiki_lines] if wiki_lines else wiki
-    with open(DATA / "sst2" / "train.tsv", encoding="utf-8", newline="") as fh:
-        rows = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        next(rows)  # header `text\tlabel`
-        sst2 = [r[0] for r in rows]
-    sst2 = sst2[:sst2_rows] if sst2_rows else sst2
+    sst2 = read_sst2("train", sst2_rows or None)[0]
     path.write_text("\n".join(line.strip() for line in [*wiki, *sst2] if line.strip()) + "\n", encoding="utf-8")
     return {"file": str(path), "wikitext2_valid_lines": len(wiki), "sst2_train_sentences": len(sst2)}
 
@@ -128,12 +132,12 @@ def run_trainer(args, tokenizer: Path, tf: dict, work: Path, k: int) -> dict:
             "output_dir": str(work / f"trainer-{k}"), "result": str(work / f"trainer-{k}.json")}
     spec_path = work / f"trainer-{k}-spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child-trainer", str(spec_path)]
-    print("$ python benchmarks/bench_pretrain.py --child-trainer", spec_path, flush=True)
+    cmd = module_cmd("bench_pretrain", "--child-trainer", str(spec_path))
+    print("$ python -m benchmarks.bench_pretrain --child-trainer", spec_path, flush=True)
     t0 = time.time()
     subprocess.run(cmd, check=True, cwd=ROOT)
     result = json.loads(Path(spec["result"]).read_text())
-    return {"command": "python benchmarks/bench_pretrain.py --child-trainer SPEC", "spec": spec,
+    return {"command": "python -m benchmarks.bench_pretrain --child-trainer SPEC", "spec": spec,
             "wall_seconds": round(time.time() - t0, 1), **result}
 
 
@@ -259,7 +263,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--wiki-lines", type=int, default=0, help="first lines of wiki.valid.raw (0 = all 3,760)")
     ap.add_argument("--sst2-rows", type=int, default=0, help="first SST-2 train sentences (0 = all 67,349)")
     ap.add_argument("--work", help="keep the corpus, tokenizer and run folders here (default: a temp folder)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_pretrain.json"))
+    add_output_args(ap, RESULTS / "bench_pretrain.json")
     ap.add_argument("--child-trainer", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.warmup_steps is None:
@@ -288,6 +292,7 @@ def main() -> None:
         child_trainer(args.child_trainer)
         return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = guard_output(args.out, args.allow_dirty)
     result = {"benchmark": "bench_pretrain", "preset": "mini", "precision": args.precision, "steps": args.steps,
               "warmup_steps_excluded": args.warmup_steps, "batch_size": BATCH, "block_size": BLOCK,
               "repeats": args.repeats, **environment(args.threads), "notes": NOTES}
@@ -298,9 +303,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as tmp:
             result.update(benchmark(args, Path(tmp)))
     result["load_average_at_end"] = load_average()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {shown(write_result(args.out, result, started, args.allow_dirty))}")
 
 
 if __name__ == "__main__":

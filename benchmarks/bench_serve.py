@@ -1,106 +1,38 @@
 """Load test of `tuneforge serve`: 32 concurrent clients, dynamic batching on, then off, on real SST-2 sentences.
 
-Usage:  python benchmarks/bench_serve.py [--model runs/bench-sst2-full/run/final] [--seconds 60] [--clients 32]
+Usage:  python -m benchmarks.bench_serve [--model runs/bench-sst2-full/run/final] [--seconds 60] [--clients 32]
 Starts the server as a subprocess on a loopback port for each mode, waits for /ready, runs a closed-loop asyncio
 client (each client sends one SST-2 dev sentence per request and waits for the answer) for a short unmeasured
 warm-up and then `--seconds`, reads the server's batch-size histogram from /metrics, and stops the server with
 SIGTERM. The client speaks HTTP/1.1 keep-alive over raw asyncio streams: it shares the 2 cores with the server, so
-it should cost as little CPU as possible. Writes benchmarks/results/serve_load.json.
+it should cost as little CPU as possible. Default model: runs/bench-sst2-full/run/final, else the newest benchmark
+classifier, else a quick 30-step fine-tune (common.serve_model). Writes benchmarks/results/serve_load.json (--out).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
-import platform
 import re
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEV = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
-OUT = ROOT / "benchmarks" / "results" / "serve_load.json"
-
-
-def sst2_sentences() -> list[str]:
-    csv.field_size_limit(1 << 20)
-    with open(DEV, encoding="utf-8", newline="") as fh:
-        return [row["sentence"] for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
-
-
-def find_model() -> str:
-    """A fine-tuned classifier from the benchmark runs (the full SST-2 run first); else a tiny one built here."""
-    found = sorted(ROOT.glob("runs/*/final/tuneforge.json")) + sorted(ROOT.glob("runs/*/*/final/tuneforge.json"))
-    found = [p for p in found if json.loads(p.read_text(encoding="utf-8")).get("task") == "classification"]
-    found.sort(key=lambda p: ("sst2-full" not in str(p), "sst2" not in str(p), str(p)))
-    if found:
-        return str(found[0].parent)
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import build_tiny_model
-    from serve_helpers import build_classifier
-
-    work = ROOT / "runs" / "bench-serve-tiny"
-    return str(build_classifier(work / "clf", build_tiny_model(work / "encoder")))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model: str, port: int, batching: bool, args, extra: list[str] = ()) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "tuneforge", "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-           "--max-wait-ms", str(args.max_wait_ms), "--max-batch-size", str(args.max_batch_size),
-           "--log-level", "warning"]
-    cmd += [] if batching else ["--no-batching"]
-    cmd += ["--threads", str(args.threads)] if args.threads else []
-    cmd += ["--forward-batch-size", str(args.forward_batch_size)] if args.forward_batch_size else []
-    cmd += list(extra)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    # The server's log goes to a file: a pipe nobody reads during the run could fill up and stall the server.
-    log = tempfile.NamedTemporaryFile("w+", prefix="tuneforge-serve-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
-    proc.log_path = log.name
-    log.close()
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {stop_server(proc)[1][-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.2)
-    stop_server(proc)
-    raise RuntimeError("server not ready within 180 s")
-
-
-def server_log(proc: subprocess.Popen) -> str:
-    return Path(proc.log_path).read_text(encoding="utf-8", errors="replace")
-
-
-def stop_server(proc: subprocess.Popen) -> tuple[int, str]:
-    """SIGTERM and wait; returns the exit status and the server's log. uvicorn shuts down gracefully, then
-    re-raises the signal: -15 is a clean stop."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        code = proc.wait()
-    log = server_log(proc)
-    Path(proc.log_path).unlink(missing_ok=True)
-    return code, log
+from benchmarks.common import (
+    RESULTS,
+    SERVE_PACKAGES,
+    add_output_args,
+    environment,
+    free_port,
+    guard_output,
+    read_sst2,
+    serve_model,
+    shown,
+    start_server,
+    stop_server,
+    write_result,
+)
 
 
 async def _post(reader, writer, port: int, body: bytes) -> tuple[int, bytes]:
@@ -197,19 +129,6 @@ def run_mode(model: str, batching: bool, texts: list[str], args) -> dict:
             "cpu_cores_used": {k: round((cpu1[k] - cpu0[k]) / args.seconds, 2) for k in cpu0}}
 
 
-def environment() -> dict:
-    from importlib import metadata
-
-    from tuneforge.model.artifact import git_sha, package_versions
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor() or platform.machine())
-    versions = package_versions()
-    for name in ("fastapi", "uvicorn", "starlette", "pydantic"):
-        versions[name] = metadata.version(name)
-    return {"git_sha": git_sha(), "versions": versions, "cpu": cpu, "cores": len(os.sched_getaffinity(0))}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="classifier folder (default: the best benchmark run)")
@@ -220,12 +139,13 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="server model threads (default: the server's)")
     parser.add_argument("--forward-batch-size", type=int, default=None, help="(default: the server's)")
-    parser.add_argument("--output", default=str(OUT))
+    add_output_args(parser, RESULTS / "serve_load.json")
     args = parser.parse_args()
+    started = guard_output(args.out, args.allow_dirty)
     from tuneforge.recipes.serve import FORWARD_BATCH_SIZE, serve_threads
 
-    model = args.model or find_model()
-    texts = sst2_sentences()
+    model = serve_model(args.model)
+    texts = read_sst2("dev")[0]
     print(f"model {model}; {len(texts)} SST-2 dev sentences; {args.clients} clients x {args.seconds:g} s per mode")
     modes = {}
     for name, batching in (("batching_on", True), ("batching_off", False)):
@@ -245,10 +165,9 @@ def main() -> None:
               "ratios": {"throughput_on_over_off": round(on["requests_per_s"] / max(off["requests_per_s"], 1e-9), 2),
                          "p50_latency_on_over_off": round(on["latency_ms"]["p50"] / off["latency_ms"]["p50"], 2),
                          "p99_latency_on_over_off": round(on["latency_ms"]["p99"] / off["latency_ms"]["p99"], 2)},
-              "modes": modes, **environment()}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result["ratios"]), f"→ {args.output}")
+              "modes": modes, "environment": environment(args.threads, SERVE_PACKAGES)}
+    path = write_result(args.out, result, started, args.allow_dirty)
+    print(json.dumps(result["ratios"]), f"→ {shown(path)}")
 
 
 if __name__ == "__main__":

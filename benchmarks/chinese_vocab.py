@@ -1,27 +1,32 @@
 """Chinese text on the English default model: no remedy vs. vocabulary extension vs. TF-IDF char n-grams.
 
-Usage:  python benchmarks/chinese_vocab.py
+Usage:  python -m benchmarks.chinese_vocab [--out PATH] [--allow-dirty]
 Data: the Chinese rows of the bundled demo reviews (3 labels), split 70/15/15 stratified with a fixed seed.
 Writes benchmarks/results/chinese_vocab.json.
 """
 from __future__ import annotations
 
+import argparse
 import importlib.resources
 import json
 import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import RESULTS, ROOT, add_output_args, guard_output, shown, write_result
+
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_output_args(ap, RESULTS / "chinese_vocab.json")
+    args = ap.parse_args()
+    started = guard_output(args.out, args.allow_dirty)
     demo = importlib.resources.files("tuneforge.resources.demo") / "reviews.csv"
     df = pd.read_csv(str(demo), keep_default_na=False)
     zh = df[df.text.map(lambda t: bool(HAN.search(t)))].reset_index(drop=True)
@@ -59,9 +64,9 @@ def main() -> None:
                                  "coverage": summary["coverage"], "vocab_added": summary["vocab_added"],
                                  "steps": summary["steps"], "wall_seconds": round(time.time() - t0, 1),
                                  "messages": [ln for ln in proc.stderr.splitlines() if ln.startswith(("warning", "vocabulary", "auto"))]}
-    out = ROOT / "benchmarks" / "results" / "chinese_vocab.json"
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    path = write_result(args.out, results, started, args.allow_dirty)
     print(json.dumps({k: v for k, v in results.items()}, indent=2, ensure_ascii=False))
+    print(f"wrote {shown(path)}")
 
 
 if __name__ == "__main__":

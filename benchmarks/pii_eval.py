@@ -1,6 +1,6 @@
 """PII redaction quality: per-type precision / recall / F1 on the labelled set, and rows changed on SST-2.
 
-Usage:  python benchmarks/pii_eval.py
+Usage:  python -m benchmarks.pii_eval [--out PATH] [--allow-dirty]
 Data: tests/assets/pii_cases.jsonl (positives and hard negatives, see tests/assets/PII_CASES.md); SST-2 train and dev
 from /work/shared/data/sst2 when present (a corpus with no personal data: every changed row is a false positive).
 A find counts as right when its type and its exact value match a labelled item.
@@ -8,53 +8,26 @@ Writes benchmarks/results/pii_redaction.json and prints a table.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections import Counter
 from pathlib import Path
 
-from tuneforge.data.pii import PII_TYPES, find_pii, redact
+from tuneforge.data.pii import redact
+from tuneforge.evaluate.pii_scores import labelled_scores
 
-ROOT = Path(__file__).resolve().parents[1]
-
-CASES = ROOT / "tests" / "assets" / "pii_cases.jsonl"
-SST2 = ROOT.parent / "shared" / "data" / "sst2"
+CASES = Path(__file__).resolve().parents[1] / "tests" / "assets" / "pii_cases.jsonl"  # data, not an import
 
 
-def _ratio(a: int, b: int) -> float:
-    return round(a / b, 4) if b else 1.0
-
-
-def labelled_scores(cases: list[dict]) -> dict:
-    tp, fp, fn = Counter(), Counter(), Counter()
-    errors = []
-    for case in cases:
-        gold = Counter((p["type"], p["value"]) for p in case["pii"])
-        pred = Counter((m.type, m.value) for m in find_pii(case["text"]))
-        for key in gold | pred:
-            hit = min(gold[key], pred[key])
-            tp[key[0]] += hit
-            fp[key[0]] += pred[key] - hit
-            fn[key[0]] += gold[key] - hit
-            if hit < max(gold[key], pred[key]):
-                errors.append({"text": case["text"], "type": key[0], "value": key[1],
-                               "error": "false positive" if pred[key] > gold[key] else "missed"})
-    per_type = {}
-    for t in [*PII_TYPES, "ALL"]:
-        a, b, c = (sum(x.values()) for x in (tp, fp, fn)) if t == "ALL" else (tp[t], fp[t], fn[t])
-        p, r = _ratio(a, a + b), _ratio(a, a + c)
-        per_type[t] = {"precision": p, "recall": r, "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
-                       "tp": a, "fp": b, "fn": c}
-    negatives = [c for c in cases if not c["pii"]]
-    flagged = sum(1 for c in negatives if find_pii(c["text"]))
-    return {"per_type": per_type, "rows": len(cases), "positive_rows": len(cases) - len(negatives),
-            "negative_rows": len(negatives), "negative_rows_flagged": flagged, "errors": errors}
 
 
 def sst2_changes() -> dict | None:
+    from benchmarks.common import SST2
+    from tuneforge.data.sources import read_table
+
     if not (SST2 / "train.tsv").is_file():
         return None
-    from tuneforge.data.sources import read_table
 
     out = {}
     for name in ("train", "dev"):
@@ -72,6 +45,12 @@ def sst2_changes() -> dict | None:
 
 
 def main() -> None:
+    from benchmarks.common import RESULTS, add_output_args, guard_output, shown, write_result
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_output_args(ap, RESULTS / "pii_redaction.json")
+    args = ap.parse_args()
+    started = guard_output(args.out, args.allow_dirty)
     cases = [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines() if line.strip()]
     labelled = labelled_scores(cases)
     sst2 = sst2_changes()
@@ -84,9 +63,7 @@ def main() -> None:
     results = {"benchmark": "pii_redaction", "summary": summary, "labelled": labelled, "sst2": sst2,
                "note": "The labelled set and the detector were written by the same people: these numbers show the "
                        "rules work as designed on the kinds of cases listed, not how they do on unseen data."}
-    out = ROOT / "benchmarks" / "results" / "pii_redaction.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = write_result(args.out, results, started, args.allow_dirty)
     print(f"{'type':<6} {'precision':>9} {'recall':>7} {'F1':>6} {'TP':>4} {'FP':>4} {'FN':>4}")
     for t, v in labelled["per_type"].items():
         print(f"{t:<6} {v['precision']:>9.3f} {v['recall']:>7.3f} {v['f1']:>6.3f} {v['tp']:>4} {v['fp']:>4} {v['fn']:>4}")
@@ -94,7 +71,7 @@ def main() -> None:
           f"({labelled['negative_rows_flagged']} flagged)")
     for name, v in (sst2 or {}).items():
         print(f"SST-2 {name}: {v['rows_changed']} of {v['rows']} rows changed ({v['texts_per_second']} texts/s)")
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {shown(out)}")
 
 
 if __name__ == "__main__":

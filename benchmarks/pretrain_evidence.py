@@ -1,7 +1,7 @@
 """Pretraining evidence: mini from scratch on a budget, its downstream gain on SST-2, and continued MiniLM.
 
-Usage:  python benchmarks/pretrain_evidence.py [--minutes 30] [--continued-minutes 10] [--train-rows 8000]
-        [--only scratch,downstream,continued]
+Usage:  python -m benchmarks.pretrain_evidence [--minutes 30] [--continued-minutes 10] [--train-rows 8000]
+        [--only scratch,downstream,continued] [--out-dir benchmarks/results] [--allow-dirty]
 
 1. Corpus (unlabelled): SST-2 train sentences (the text column only), WikiText-2 valid + test, Multi30k
    train (English). The SST-2 dev set is never in it.
@@ -10,13 +10,12 @@ Usage:  python benchmarks/pretrain_evidence.py [--minutes 30] [--continued-minut
    with the same tokenizer, steps and seed, for each of --seeds; dev accuracies per seed and their means.
 4. `tuneforge pretrain --model minilm-l6` (continued) for --continued-minutes; perplexity before and after.
 
-Writes benchmarks/results/pretrain_{scratch_mini,downstream_sst2,continued_minilm}.json.
+Writes pretrain_{scratch_mini,downstream_sst2,continued_minilm}.json into --out-dir (default benchmarks/results/).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,10 +24,18 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    SHARED_DATA,
+    environment,
+    guard_output,
+    prepare_sst2,
+    shown,
+    write_result,
+)
+
+DATA = SHARED_DATA
 
 PRECISION = "bf16"  # measured 1.5× the fp32 tokens/s for `mini` on this avx512_bf16 CPU
 CORPUS = [DATA / "sst2" / "train.tsv", DATA / "wikitext2" / "wiki.valid.raw", DATA / "wikitext2" / "wiki.test.raw",
@@ -58,19 +65,21 @@ def train_speed(run_dir: Path, summary: dict) -> dict:
     tps = sorted(r["tokens_per_s"] for r in rows if "tokens_per_s" in r)
     median = tps[len(tps) // 2] if tps else None
     return {"median_window_tokens_per_s": median,
-            "median_window_mfu": round(median * summary["flops_per_token_6n"] / summary["peak_flops"], 4) if tps else None}
+            "median_window_mfu": round(median * summary["flops_per_token"] / summary["peak_flops"], 4) if tps else None}
 
 
 def meta() -> dict:
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     import torch
-    import transformers
 
-    return {"git_sha": sha, "torch": torch.__version__, "transformers": transformers.__version__,
-            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    return {"environment": environment(torch.get_num_threads())}
 
 
-def pretrain(out: Path, minutes: float, model_args: list[str], tag: str, extra: list[str]) -> dict:
+def save(name: str, result: dict, args) -> None:
+    """One result file into --out-dir (the results policy: common.write_result)."""
+    print(f"wrote {shown(write_result(Path(args.out_dir) / name, result, args.started, args.allow_dirty))}")
+
+
+def pretrain(out: Path, minutes: float, model_args: list[str], tag: str, extra: list[str], args) -> dict:
     corpus = [str(p) for p in CORPUS]
     extra = [x for s in extra for x in ("--set", s)]
     cmd = tf("pretrain", "--corpus", *corpus, *model_args, *extra, "--output", str(out), "--overwrite",
@@ -85,7 +94,7 @@ def pretrain(out: Path, minutes: float, model_args: list[str], tag: str, extra: 
               "perplexity_after": s["metrics"]["perplexity"], "masked_accuracy": s["metrics"]["masked_accuracy"],
               "corpus": s["corpus"], "perplexity_curve": curve(out), **train_speed(out, s),
               "resolved_config": (out / "config.yaml").read_text(), **meta()}
-    (RESULTS / f"pretrain_{tag}.json").write_text(json.dumps(result, indent=2))
+    save(f"pretrain_{tag}.json", result, args)
     return result
 
 
@@ -107,10 +116,8 @@ def random_init_folder(tokenizer_dir: Path, out: Path, seed: int) -> Path:
 def downstream(work: Path, pretrained: Path, rows: int, seeds: list[int]) -> dict:
     """Fine-tune the pretrained checkpoint and a random init of the same architecture (built with the same seed as
     the fine-tune) on `rows` SST-2 rows, once per seed; dev accuracy per seed, their mean and the mean gain."""
-    from sst2_defaults import prepare
-
     work = work / f"rows-{rows}"
-    train, dev = prepare(rows, 0, work / "data")
+    train, dev = prepare_sst2(rows, 0, work / "data")
     result = {"train_rows": rows, "dev_rows": 872, "seeds": seeds, "runs": {"pretrained": {}, "random_init": {}}}
     for seed in seeds:
         random_dir = random_init_folder(pretrained, work / f"random-init-{seed}", seed=seed)
@@ -147,15 +154,19 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra --set for the from-scratch pretraining")
     ap.add_argument("--only", default="scratch,downstream,continued")
     ap.add_argument("--precision", default="bf16", help="pretraining precision (fine-tuning stays at the default)")
+    ap.add_argument("--out-dir", default=str(RESULTS), help="folder for the three result files (default: "
+                    "benchmarks/results/; elsewhere a dirty tree is fine)")
+    ap.add_argument("--allow-dirty", action="store_true", help="write into benchmarks/results/ from a dirty git tree "
+                    '(the files are then marked "git_dirty": true)')
     args = ap.parse_args()
+    args.started = guard_output(args.out_dir, args.allow_dirty)
     global PRECISION
     PRECISION = args.precision
-    RESULTS.mkdir(parents=True, exist_ok=True)
     work = ROOT / "runs" / "evidence"
     steps = args.only.split(",")
     if "scratch" in steps:
         print(json.dumps({k: v for k, v in pretrain(work / "pt-mini", args.minutes, ["--preset", "mini"], "scratch_mini",
-                                                     args.set).items()
+                                                     args.set, args).items()
                           if k not in ("perplexity_curve", "resolved_config")}, indent=2))
     if "downstream" in steps:
         seeds = [int(x) for x in args.seeds.split(",")]
@@ -163,11 +174,11 @@ def main() -> None:
                  for n in args.train_rows.split(",")]
         result = {"benchmark": "pretrain_downstream_sst2", "pretrained": str(work / "pt-mini" / "final"),
                   "subsets": sizes, **meta()}
-        (RESULTS / "pretrain_downstream_sst2.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result, indent=2))
+        save("pretrain_downstream_sst2.json", result, args)
     if "continued" in steps:
         print(json.dumps({k: v for k, v in pretrain(work / "pt-minilm", args.continued_minutes, ["--model", "minilm-l6"],
-                                                     "continued_minilm", []).items()
+                                                     "continued_minilm", [], args).items()
                           if k not in ("perplexity_curve", "resolved_config")}, indent=2))
 
 

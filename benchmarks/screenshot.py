@@ -1,29 +1,81 @@
 """Render an HTML file (e.g. a run's report.html) to a PNG with headless Chromium, sized to fit the page.
 
-Usage:  python benchmarks/screenshot.py runs/x/report/report.html report.png [--width 1100] [--height 2400]
+Usage:  python -m benchmarks.screenshot runs/x/report/report.html report.png [--width 1100] [--height 2400]
 
 Without --height the page is first opened over the DevTools protocol (needs `websocket-client`) at the same width to
 measure its full height, so the PNG holds the whole page and no blank tail. The PNG itself is always drawn by
 `chromium --headless=new --screenshot`. If the measurement is not possible, a fixed 2400 px window is used.
+The Chromium/DevTools helpers below are this script's own (tests/integration/test_serve_page.py has its own copy:
+tests and benchmarks import nothing from each other).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
+import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chromium import FLAGS, connect, devtools_page, find_chromium
-
+NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+FLAGS = ("--headless=new", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync")
 FALLBACK_HEIGHT = 2400
 MAX_HEIGHT = 16000  # a cap: a taller window makes a huge, slow PNG; longer pages are cut here
 HEIGHT_JS = ("Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0,"
              " document.documentElement.getBoundingClientRect().height)")
+
+
+def find_chromium() -> str | None:
+    """The first Chromium-family binary on PATH, or None."""
+    return next((path for name in NAMES if (path := shutil.which(name))), None)
+
+
+def _devtools_port(proc: subprocess.Popen, timeout: float) -> int:
+    """Chromium prints 'DevTools listening on ws://127.0.0.1:PORT/...' on stderr once it is ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            raise RuntimeError(f"chromium exited with {proc.returncode}")
+        match = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
+        if match:
+            return int(match.group(1))
+    raise TimeoutError("chromium did not print its DevTools address")
+
+
+@contextlib.contextmanager
+def devtools_page(chromium: str, url: str, profile: str | Path, width: int, height: int, timeout: float = 60):
+    """Chromium showing `url` in a `width`×`height` window; yields the page's DevTools websocket URL and stops the
+    browser on exit. `profile`: an empty folder for the user data."""
+    proc = subprocess.Popen([chromium, *FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                             f"--window-size={width},{height}", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = _devtools_port(proc, timeout)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+            yield next(t for t in json.load(response) if t["type"] == "page")["webSocketDebuggerUrl"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        proc.stderr.close()
+
+
+def connect(ws_url: str, timeout: float = 30):
+    """A websocket to a DevTools page (needs `websocket-client`)."""
+    import websocket
+
+    # suppress_origin: Chromium refuses DevTools websockets that carry an Origin it was not told to allow
+    return websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
 
 
 def _evaluate(ws, expression: str, request_id: int):

@@ -1,15 +1,14 @@
 """SST-2 with TuneForge's auto defaults (no hyperparameters given), beside TF-IDF + logistic regression.
 
-Usage:  python benchmarks/sst2_defaults.py --train-rows 2000 [--train-rows 0 for all 67,349]
-        python benchmarks/sst2_defaults.py --train-rows 8000 --set runtime.precision=bf16 --tag bf16 --label "..."
+Usage:  python -m benchmarks.sst2_defaults --train-rows 2000 [--train-rows 0 for all 67,349]
+        python -m benchmarks.sst2_defaults --train-rows 8000 --set runtime.precision=bf16 --tag bf16 --label "..."
 The dev set (872 rows) is the test set; validation for early stopping is carved from train, so the dev
-accuracy is not tuned on. Writes benchmarks/results/sst2_defaults_<rows>.json.
+accuracy is not tuned on. Writes benchmarks/results/sst2_defaults_<rows><tag>.json (or --out).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -17,22 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-SST2 = ROOT.parent / "shared" / "data" / "sst2"
-
-
-def prepare(rows: int, seed: int, work: Path) -> tuple[Path, Path]:
-    import csv
-
-    train = pd.read_csv(SST2 / "train.tsv", sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
-    dev = pd.read_csv(SST2 / "dev.tsv", sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
-    dev = dev.rename(columns={"sentence": "text"})
-    if rows:
-        train = train.sample(n=rows, random_state=seed)
-    work.mkdir(parents=True, exist_ok=True)
-    train.to_csv(work / "train.csv", index=False)
-    dev.to_csv(work / "dev.csv", index=False)
-    return work / "train.csv", work / "dev.csv"
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    add_output_args,
+    environment,
+    guard_output,
+    prepare_sst2,
+    shown,
+    write_result,
+)
 
 
 def tfidf_baseline(train: Path, dev: Path, split_json: Path) -> float:
@@ -54,10 +47,13 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra --set overrides for tuneforge")
     ap.add_argument("--tag", default="")
     ap.add_argument("--label", help="what this run is, for the README table (default: auto defaults)")
+    add_output_args(ap, None)
     args = ap.parse_args()
     name = f"{args.train_rows or 'full'}{args.tag}"
+    out = args.out or RESULTS / f"sst2_defaults_{name}.json"
+    started = guard_output(out, args.allow_dirty)
     work = ROOT / "runs" / f"bench-sst2-{name}"
-    train, dev = prepare(args.train_rows, args.seed, work / "data")
+    train, dev = prepare_sst2(args.train_rows, args.seed, work / "data")
     cmd = [sys.executable, "-m", "tuneforge", "finetune", "--train", str(train), "--test", str(dev),
            "--output", str(work / "run"), "--overwrite", "--set", "data.validation_fraction=0.05"]
     for s in args.set:
@@ -76,16 +72,16 @@ def main() -> None:
         "command": " ".join(cmd[1:]), "wall_seconds": round(wall, 1),
         "dev_accuracy": evaluated["accuracy"], "dev_macro_f1": evaluated["macro_f1"],
         "validation_accuracy": summary["metrics"]["validation"]["accuracy"],
-        "train_samples_per_s": summary["train_samples_per_s"], "train_seconds": summary["train_seconds"],
+        "train_samples_per_s": summary["samples_per_s"], "train_seconds": summary["train_seconds"],
         "steps": summary["steps"], "best_step": summary["best_step"], "stop_reason": summary["stop_reason"],
         "tfidf_lr_dev_accuracy": tfidf_baseline(train, dev, work / "run" / "split.json"),
-        "resolved_config": config, "cpu": platform.processor() or platform.machine(),
+        "resolved_config": config, "environment": environment(),
     }
     if args.label:
         result["label"] = args.label
-    out = ROOT / "benchmarks" / "results" / f"sst2_defaults_{name}.json"
-    out.write_text(json.dumps(result, indent=2))
+    path = write_result(out, result, started, args.allow_dirty)
     print(json.dumps({k: v for k, v in result.items() if k != "resolved_config"}, indent=2))
+    print(f"wrote {shown(path)}")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,34 @@
 """Render the README's benchmark table from benchmarks/results/*.json, so the two never drift.
 
-Usage:  python benchmarks/table.py            # print the table
-        python benchmarks/table.py --write    # replace the table between the README's bench-table markers
+Usage (from the repository root):
+        python -m benchmarks.table            # print the table
+        python -m benchmarks.table --write    # replace the table between the README's bench-table markers
+        python -m benchmarks.table --check    # exit 1 when the README's table differs from the rendered one
+
+Honest rows: a file written from a dirty git tree shows "(dirty tree)" beside its name, one without a git sha
+"(no git sha)"; fine-tune rows show every paired seed's ratio and the minimum (what the throughput targets are
+judged on), inference rows judge each target on the default path and name the variants that meet it
+(benchmarks.common: judge_finetune, judge_infer — the same rules the scripts use, applied to older files too);
+every missed target is listed as **missed**.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
-from pathlib import Path
+import sys
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks.common import RESULTS, ROOT, judge_finetune, judge_infer, paired_ratios, result_git
+
 START, END = "<!-- bench-table -->", "<!-- /bench-table -->"
+
+
+def _mark(*results: dict) -> str:
+    """" (dirty tree)" when any of `results` was written from a dirty tree, " (no git sha)" when any lacks a sha."""
+    gits = [result_git(r) for r in results]
+    if any(dirty for _, dirty in gits):
+        return " (dirty tree)"
+    return " (no git sha)" if any(sha is None for sha, _ in gits) else ""
 
 
 def _sst2_rows() -> list[str]:
@@ -36,7 +52,7 @@ def _sst2_rows() -> list[str]:
         rows.append(f"| SST-2, {r['train_rows']:,} train rows, {what} | {acc} "
                     f"(TF-IDF+LR {r['tfidf_lr_dev_accuracy']:.4f}) · {r['steps']} steps, {r['train_samples_per_s']:.0f} "
                     f"train samples/s, {r['wall_seconds'] / 60:.1f} min wall | `{path.name}`"
-                    + (" + seeds" if len(runs) > 1 else "") + " |")
+                    + (" + seeds" if len(runs) > 1 else "") + _mark(*runs) + " |")
     return rows
 
 
@@ -47,7 +63,7 @@ def _chinese_rows() -> list[str]:
     r = json.loads(path.read_text())
     parts = ", ".join(f"{name} {run['test_accuracy']:.3f}" for name, run in r["runs"].items())
     return [f"| Chinese demo rows on the English default model ({r['rows']['test']} test rows) | {parts}; "
-            f"TF-IDF char n-grams {r['tfidf_char_lr_test_accuracy']:.3f} | `{path.name}` |"]
+            f"TF-IDF char n-grams {r['tfidf_char_lr_test_accuracy']:.3f} | `{path.name}`{_mark(r)} |"]
 
 
 def _load(name: str) -> dict | None:
@@ -61,7 +77,7 @@ def _pretrain_rows() -> list[str]:
         rows.append(f"| MLM pretraining, `mini` from scratch, {r['train_seconds'] / 60:.0f} min budget, "
                     f"{r['corpus']['tokens'] / 1e6:.1f}M-token corpus | held-out perplexity {r['perplexity_before']:,.0f} → "
                     f"**{r['perplexity_after']:,.1f}** · {r['steps']} steps, {r['tokens'] / 1e6:.1f}M tokens, "
-                    f"{r['tokens_per_s']:,.0f} tokens/s, MFU {r['mfu']:.0%} | `pretrain_scratch_mini.json` |")
+                    f"{r['tokens_per_s']:,.0f} tokens/s, MFU {r['mfu']:.0%} | `pretrain_scratch_mini.json`{_mark(r)} |")
     if r := _load("pretrain_downstream_sst2.json"):
         for sub in r["subsets"]:
             runs, seeds = sub["runs"], len(sub.get("seeds", [0]))
@@ -69,12 +85,65 @@ def _pretrain_rows() -> list[str]:
             rows.append(f"| SST-2 {sub['train_rows']:,} rows: fine-tune the pretrained `mini` vs the same architecture "
                         f"from random init (same steps, seed) | {mean}dev acc **{runs['pretrained']['dev_accuracy']:.4f}** "
                         f"vs {runs['random_init']['dev_accuracy']:.4f} ({sub['gain_points']:+.1f} points) | "
-                        "`pretrain_downstream_sst2.json` |")
+                        f"`pretrain_downstream_sst2.json`{_mark(r)} |")
     if r := _load("pretrain_continued_minilm.json"):
         rows.append(f"| Continued MLM pretraining of `minilm-l6`, {r['train_seconds'] / 60:.0f} min (fresh MLM head) | "
                     f"held-out perplexity {r['perplexity_before']:,.0f} → **{r['perplexity_after']:,.1f}** · "
-                    f"{r['tokens_per_s']:,.0f} tokens/s | `pretrain_continued_minilm.json` |")
+                    f"{r['tokens_per_s']:,.0f} tokens/s | `pretrain_continued_minilm.json`{_mark(r)} |")
     return rows
+
+
+def _missed(name: str, v: dict) -> str:
+    judged = f", {v['judged_on']}" if v.get("judged_on") else ""
+    return f"{name} ({v['value']}, target {v['target']}{judged})"
+
+
+def _finetune_cell(r: dict) -> str:
+    """Per-seed paired ratios with their minimum (the judged figure), memory ratios, and the targets."""
+    paired = r.get("paired") or paired_ratios(r["runs"], r.get("seeds") or [])
+    parts = []
+    for key, label in (("vs_run_glue_style", "vs run_glue-style"), ("vs_trainer_strongest", "vs strongest")):
+        p = paired[key]
+        each = ", ".join(f"{x['ratio']:.3f}×" for x in p["per_seed"])
+        if len(p["per_seed"]) > 1:
+            parts.append(f"{label} per seed {each} (min **{p['min']:.3f}×**, median {p['median']:.3f}×)")
+        else:
+            parts.append(f"{label} **{p['min']:.3f}×** (one seed)")
+    parts += [f"{k} {v:.2f}×" for k, v in r["ratios"].items() if k.startswith("memory_")]
+    met = judge_finetune(r)
+    hold = [k + (" (nominal 6N count: the file predates executed FLOPs)" if "nominal" in v["judged_on"] else "")
+            for k, v in met.items() if k != "all" and v["met"]]
+    miss = [_missed(k, v) for k, v in met.items() if k != "all" and not v["met"]]
+    return ("; ".join(parts) + f" · targets met: {', '.join(hold) or 'none'}"
+            + (f"; **missed**: {', '.join(miss)}" if miss else ""))
+
+
+def _infer_cell(r: dict) -> str:
+    """The measured ratios, then each target on its default path, and the variants that meet it."""
+    ratios = ", ".join(f"{k} **{v:.2f}×**" for k, v in r["ratios"].items() if isinstance(v, (int, float)))
+    met = judge_infer(r["ratios"])
+    hold, miss = [], []
+    for name, v in met.items():
+        if name == "all":
+            continue
+        also = ", ".join(f"{k} {x:.2f}" for k, x in v["variants_meeting"].items())
+        value = "not measured" if v["value"] is None else f"{v['value']:.2f}"
+        text = f"{name} ({v['default_path']} {value}, bound {v['bound']}" + (f"; met by {also}" if also else "") + ")"
+        (hold if v["met"] else miss).append(text)
+    return (ratios + f" · targets met (default paths): {', '.join(hold) or 'none'}"
+            + (f"; **missed**: {', '.join(miss)}" if miss else ""))
+
+
+def _targets(met: dict) -> str:
+    """Older and other files: targets_met as booleans or {met: ...} dicts; misses listed as misses."""
+    def ok(v):
+        return v.get("met") if isinstance(v, dict) else v
+
+    hold = [k for k, v in met.items() if ok(v) is True and k not in ("all", "other")]
+    miss = [k for k, v in met.items() if ok(v) is False and k not in ("all", "other")]
+    other = [k for k, v in (met.get("other") or {}).items() if v is False]  # bounds beyond the issue's targets
+    return (f" · targets met: {', '.join(hold) or 'none'}" + (f"; **missed**: {', '.join(miss)}" if miss else "")
+            + (f"; other bounds missed: {', '.join(other)}" if other else "")) if met else ""
 
 
 def _ratio_rows() -> list[str]:
@@ -104,14 +173,14 @@ def _ratio_rows() -> list[str]:
     for name, title in titles.items():
         if not (r := _load(name)):
             continue
-        ratios = ", ".join(f"{k} **{v:.2f}×**" for k, v in r["ratios"].items() if isinstance(v, (int, float)))
-        met = r.get("targets_met") or {}
-        hold = [k for k, v in met.items() if v is True and k != "all"]
-        miss = [k for k, v in met.items() if v is False and k != "all"]
-        other = [k for k, v in (met.get("other") or {}).items() if v is False]  # bounds beyond the issue's targets
-        targets = (f" · targets met: {', '.join(hold) or 'none'}" + (f"; missed: {', '.join(miss)}" if miss else "")
-                   + (f"; other bounds missed: {', '.join(other)}" if other else "")) if met else ""
-        rows.append(f"| {title} | {ratios}{targets} | `{name}` |")
+        if r.get("benchmark") == "bench_finetune":
+            cell = _finetune_cell(r)
+        elif r.get("benchmark") == "bench_infer":
+            cell = _infer_cell(r)
+        else:
+            ratios = ", ".join(f"{k} **{v:.2f}×**" for k, v in r["ratios"].items() if isinstance(v, (int, float)))
+            cell = ratios + _targets(r.get("targets_met") or {})
+        rows.append(f"| {title} | {cell} | `{name}`{_mark(r)} |")
     return rows
 
 
@@ -121,14 +190,27 @@ def render() -> str:
     return "\n".join(lines)
 
 
+def readme_table(text: str) -> str | None:
+    """The README's current table, markers included (None without markers)."""
+    match = re.search(re.escape(START) + ".*?" + re.escape(END), text, flags=re.S)
+    return match.group(0) if match else None
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--write", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="replace the README's table with the rendered one")
+    mode.add_argument("--check", action="store_true", help="exit 1 when the README's table is stale")
     args = ap.parse_args()
     table = render()
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if args.check:
+        if readme_table(text) != table:
+            sys.exit("README benchmark table is stale: run `python -m benchmarks.table --write`")
+        print("README benchmark table matches benchmarks/results/")
+        return
     if args.write:
-        readme = ROOT / "README.md"
-        text = readme.read_text(encoding="utf-8")
         readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: table, text, flags=re.S),
                           encoding="utf-8")
     print(table)

@@ -10,9 +10,9 @@ from tuneforge.errors import UserError
 def load(path: str, **kwargs):
     """A Predictor for a model folder (runs/x/final, any HF folder, an alias, or a `tuneforge export` folder, served
     with onnxruntime): .predict(texts), .embed(texts)."""
-    from tuneforge.serve.predictor import Predictor
+    from tuneforge.serve.load import load as run
 
-    return Predictor.load(path, **kwargs)
+    return run(path, **kwargs)
 
 
 def finetune(config=None, **overrides):

@@ -66,9 +66,9 @@ def finetune(
             "train": {"class_weights": class_weights}}
     cfg = load_config(config, FinetuneConfig, overrides, base)
     summary = run(cfg, resume=resume, overwrite=overwrite)
-    if summary.get("report"):
-        _print_metrics("TuneForge fine-tune", summary["metrics"])
-        typer.echo(f"model:  {summary['final']}\nreport: {summary['report']}")
+    if summary.report:  # the main process
+        _print_metrics("TuneForge fine-tune", summary.metrics)
+        typer.echo(f"model:  {summary.final}\nreport: {summary.report}")
 
 
 @app.command()
@@ -186,15 +186,15 @@ def pretrain(
     _print_pretrain(summary)
 
 
-def _print_pretrain(summary: dict) -> None:
-    if not summary.get("report"):  # not the main process
+def _print_pretrain(summary) -> None:
+    if not summary.report:  # not the main process
         return
-    m, first = summary["metrics"], summary.get("initial_metrics") or {}
+    m, first = summary.metrics, summary.initial_metrics or {}
     start = f" (before: {first['perplexity']:.1f})" if first else ""
     typer.echo(f"held-out perplexity {m['perplexity']:.2f}{start} · masked-token accuracy {m['masked_accuracy']:.2%} · "
-               f"{summary['steps']} steps, {summary['tokens']:,} tokens, {summary['tokens_per_s']:,.0f} tokens/s, "
-               f"MFU {summary['mfu']:.1%} · stopped by {summary['stop_reason']}")
-    typer.echo(f"model:  {summary['final']}\nreport: {summary['report']}")
+               f"{summary.steps} steps, {summary.tokens:,} tokens, {summary.tokens_per_s:,.0f} tokens/s, "
+               f"MFU {summary.mfu:.1%} · stopped by {summary.stop_reason}")
+    typer.echo(f"model:  {summary.final}\nreport: {summary.report}")
 
 
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer on your corpus.")
@@ -255,7 +255,7 @@ def pipeline(
     cfg = load_config(config, PipelineConfig, overrides, {"output": output})
     result = run_pipeline(cfg, resume=resume, overwrite=overwrite)
     _print_pretrain(result["pretrain"])
-    _print_metrics("TuneForge pipeline — fine-tune", result["finetune"]["metrics"])
+    _print_metrics("TuneForge pipeline — fine-tune", result["finetune"].metrics)
     for name, ev in result["evaluate"].items():
         _print_metrics(f"TuneForge pipeline — evaluate {name}", {name: ev["metrics"]})
     typer.echo(f"pipeline: {result['output']}")
@@ -270,8 +270,8 @@ def quickstart(
     from tuneforge.recipes.quickstart import quickstart as run
 
     summary, examples = run(output, overrides)
-    _print_metrics("TuneForge quickstart (demo reviews)", summary["metrics"])
-    typer.echo(f"model:  {summary['final']}\nreport: {summary['report']}")
+    _print_metrics("TuneForge quickstart (demo reviews)", summary.metrics)
+    typer.echo(f"model:  {summary.final}\nreport: {summary.report}")
     for text, result in examples:
         probs = ", ".join(f"{k} {v:.2f}" for k, v in result["probabilities"].items())
         typer.echo(f"predict: {text!r} → {result['label']}  ({probs})")

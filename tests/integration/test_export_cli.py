@@ -76,7 +76,7 @@ def test_dynamic_batch_and_sequence(exports, n):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tuneforge.serve.onnx_backend import onnx_forward, open_session
+    from tuneforge.export.runtime import onnx_forward, open_session
 
     tokenizer = AutoTokenizer.from_pretrained(exports["fp32"])
     enc = tokenizer(TEXTS[:n], padding=True, return_tensors="np")

@@ -109,7 +109,7 @@ def test_golden_loss_curve(tmp_path, tiny_model, documents):
     summary = pretrain(_continued_config(corpus, tiny_model, tmp_path / "run", "train.max_steps=6",
                                          f"mlm.document_attention={str(documents).lower()}"))
     losses = [r["loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "split" not in r]
-    assert summary["steps"] == 6
+    assert summary.steps == 6
     assert losses == pytest.approx(GOLDEN_LOSSES[documents], rel=2e-3)
 
 
@@ -132,12 +132,12 @@ def test_resume_after_interrupt_gives_the_same_model(tmp_path, tiny_model, monke
     assert not (tmp_path / "run" / "final").exists()
     monkeypatch.undo()
     resumed = pretrain(_continued_config(corpus, tiny_model, tmp_path / "run", "train.max_steps=9"), resume=True)
-    assert resumed["steps"] == ref["steps"] == 9
+    assert resumed.steps == ref.steps == 9
     assert_same_weights(tmp_path / "ref" / "final", tmp_path / "run" / "final")
     timing = {"samples_per_s", "tokens_per_s", "mfu"}
     clean = lambda run: [{k: v for k, v in r.items() if k not in timing} for r in read_jsonl(run / "metrics.jsonl")]  # noqa: E731
     assert clean(tmp_path / "run") == clean(tmp_path / "ref")
-    assert resumed["metrics"] == ref["metrics"]
+    assert resumed.metrics == ref.metrics
 
 
 def test_max_tokens_and_budget_stop(tmp_path, tiny_model):
@@ -145,11 +145,11 @@ def test_max_tokens_and_budget_stop(tmp_path, tiny_model):
 
     corpus = write_corpus(tmp_path / "c.txt")
     by_tokens = pretrain(_continued_config(corpus, tiny_model, tmp_path / "t", "train.max_tokens=1000"))
-    assert by_tokens["stop_reason"] == "max_tokens"
-    assert by_tokens["tokens"] == 4 * 8 * 32  # the first step that reaches 1000 tokens
+    assert by_tokens.stop_reason == "max_tokens"
+    assert by_tokens.tokens == 4 * 8 * 32  # the first step that reaches 1000 tokens
     by_time = pretrain(_continued_config(corpus, tiny_model, tmp_path / "b", "train.budget_minutes=0.002",
                                          "train.epochs=50"))
-    assert by_time["stop_reason"] == "budget"
+    assert by_time.stop_reason == "budget"
     last_lr = [r["lr"] for r in read_jsonl(tmp_path / "b" / "metrics.jsonl") if "lr" in r][-1]
     assert last_lr == pytest.approx(0.0, abs=1e-4)  # the schedule decays to 0 at the budget, not at epoch 50
 

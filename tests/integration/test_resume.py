@@ -52,7 +52,7 @@ def reference(tmp_path_factory, tiny_model):
     base = tmp_path_factory.mktemp("resume_ref")
     data = write_toy_data(base)
     summary = finetune(_config(data, tiny_model, base / "run"))
-    assert summary["steps"] == 40
+    assert summary.steps == 40
     return {"data": data, "run": base / "run", "summary": summary}
 
 
@@ -90,19 +90,19 @@ def _interrupted_then_resumed(reference, tiny_model, tmp_path, monkeypatch, n: i
 
 def test_resume_after_interrupt_gives_the_same_model(reference, tiny_model, tmp_path, monkeypatch):
     run, summary, _ = _interrupted_then_resumed(reference, tiny_model, tmp_path, monkeypatch, n=2)
-    assert summary["steps"] == 40
-    assert summary["best_step"] == reference["summary"]["best_step"]
-    assert summary["best_step"] > 10  # the final weights come from after the interruption
+    assert summary.steps == 40
+    assert summary.best_step == reference["summary"].best_step
+    assert summary.best_step > 10  # the final weights come from after the interruption
     assert_same_weights(reference["run"] / "final", run / "final")
     assert _comparable(run) == _comparable(reference["run"])  # the log continues seamlessly
-    assert summary["metrics"]["test"]["accuracy"] == reference["summary"]["metrics"]["test"]["accuracy"]
+    assert summary.metrics["test"]["accuracy"] == reference["summary"].metrics["test"]["accuracy"]
 
 
 def test_resume_between_log_steps_keeps_the_loss_log(reference, tiny_model, tmp_path, monkeypatch):
     """Interrupted at step 15 (checkpoints every 5, loss lines every 10): the weights and the logged training
     losses must both match the uninterrupted run."""
     run, summary, _ = _interrupted_then_resumed(reference, tiny_model, tmp_path, monkeypatch, n=3)
-    assert summary["steps"] == 40
+    assert summary.steps == 40
     assert_same_weights(reference["run"] / "final", run / "final")
     assert validation_records(run) == validation_records(reference["run"])
     assert training_losses(run) == training_losses(reference["run"])

@@ -4,18 +4,71 @@ Needs Debian's `chromium` (.ci/run installs it) and the `websocket-client` test 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
 import struct
-import sys
+import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from serve_helpers import LABELS, LiveServer, build_classifier, wait_ready
 
-sys.path.append(str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from chromium import connect, devtools_page, find_chromium  # shared with benchmarks/screenshot.py
+# Headless Chromium with the DevTools protocol on: this test's own helpers (benchmarks/screenshot.py keeps its own
+# copy; tests and benchmarks import nothing from each other).
+NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+FLAGS = ("--headless=new", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def find_chromium() -> str | None:
+    """The first Chromium-family binary on PATH, or None."""
+    return next((path for name in NAMES if (path := shutil.which(name))), None)
+
+
+def _devtools_port(proc: subprocess.Popen, timeout: float) -> int:
+    """Chromium prints 'DevTools listening on ws://127.0.0.1:PORT/...' on stderr once it is ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            raise RuntimeError(f"chromium exited with {proc.returncode}")
+        match = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
+        if match:
+            return int(match.group(1))
+    raise TimeoutError("chromium did not print its DevTools address")
+
+
+@contextlib.contextmanager
+def devtools_page(chromium: str, url: str, profile: str | Path, width: int, height: int, timeout: float = 60):
+    """Chromium showing `url` in a `width`×`height` window; yields the page's DevTools websocket URL and stops the
+    browser on exit. `profile`: an empty folder for the user data."""
+    proc = subprocess.Popen([chromium, *FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                             f"--window-size={width},{height}", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = _devtools_port(proc, timeout)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+            yield next(t for t in json.load(response) if t["type"] == "page")["webSocketDebuggerUrl"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        proc.stderr.close()
+
+
+def connect(ws_url: str, timeout: float = 30):
+    """A websocket to a DevTools page (needs `websocket-client`)."""
+    import websocket
+
+    # suppress_origin: Chromium refuses DevTools websockets that carry an Origin it was not told to allow
+    return websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
+
 
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (Debian: `apt-get install chromium`); "
@@ -80,10 +133,10 @@ def browser(tmp_path):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_model):
     from tuneforge.serve.app import ServeSettings, create_app
-    from tuneforge.serve.predictor import Predictor
+    from tuneforge.serve.load import load
 
     folder = build_classifier(tmp_path_factory.mktemp("page") / "clf", tiny_model)
-    predictor = Predictor.load(str(folder))
+    predictor = load(str(folder))
     with LiveServer(create_app(predictor, ServeSettings(model_path=str(folder), api_key=KEY))) as url:
         wait_ready(url)
         yield url, predictor

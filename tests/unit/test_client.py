@@ -24,10 +24,10 @@ KEY = "client-test-key"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model):
-    from tuneforge.serve.predictor import Predictor
+    from tuneforge.serve.load import load
 
     folder = build_classifier(tmp_path_factory.mktemp("client") / "clf", tiny_model)
-    predictor = Predictor.load(str(folder))
+    predictor = load(str(folder))
     app = create_app(predictor, ServeSettings(model_path=str(folder), api_key=KEY, max_texts=8))
     with LiveServer(app) as url:
         wait_ready(url)

@@ -107,8 +107,8 @@ def test_total_steps_and_max_steps():
     assert total_steps(tiny, 5) == 2  # at least one step per epoch
 
 
-def test_reuse_memory_setting_switches_the_allocator_tuning(monkeypatch):
-    """`runtime.reuse_memory` (default on) applies the glibc tuning on CPU; false leaves the allocator alone."""
+def test_reuse_memory_lever_switches_the_allocator_tuning(monkeypatch):
+    """The reuse_memory lever (on by default) applies the glibc tuning on CPU; off leaves the allocator alone."""
     import platform
 
     from tuneforge.config import RuntimeConfig
@@ -117,7 +117,8 @@ def test_reuse_memory_setting_switches_the_allocator_tuning(monkeypatch):
     assert runtime.reuse_freed_memory() == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
     calls = []
     monkeypatch.setattr(runtime, "reuse_freed_memory", lambda: calls.append(1))
-    runtime.make_accelerator(RuntimeConfig(device="cpu", reuse_memory=False))
+    runtime.make_accelerator(RuntimeConfig(device="cpu", levers="all,-reuse_memory"))
+    runtime.make_accelerator(RuntimeConfig(device="cpu", levers="none"))
     assert calls == []
     runtime.make_accelerator(RuntimeConfig(device="cpu"))
     assert calls == [1]
@@ -149,7 +150,7 @@ def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, tmp_p
     for native, expected in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda native=native: native)
         assert runtime.resolve_precision("auto", cpu=True) == expected
-        accelerator = runtime.make_accelerator(RuntimeConfig(device="cpu", reuse_memory=False))
+        accelerator = runtime.make_accelerator(RuntimeConfig(device="cpu", levers="none"))
         assert made[-1] == {"cpu": True, "mixed_precision": "no" if expected == "fp32" else expected}
         cfg = FinetuneConfig()
         pinned, why = runtime.pin_precision(cfg, accelerator)

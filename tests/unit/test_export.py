@@ -71,7 +71,7 @@ def test_opset_18_exports_the_decomposed_graph_with_the_same_numbers(classifier,
 
     from tuneforge import cli
     from tuneforge.export.onnx import DEFAULT_OPSET, export_onnx
-    from tuneforge.serve.onnx_backend import onnx_forward, open_session
+    from tuneforge.export.runtime import onnx_forward, open_session
 
     assert inspect.signature(cli.export).parameters["opset"].default.default == DEFAULT_OPSET
     model, tokenizer = classifier
@@ -84,7 +84,7 @@ def test_opset_18_exports_the_decomposed_graph_with_the_same_numbers(classifier,
 
 @pytest.mark.parametrize("texts", [TEXTS[:1], TEXTS], ids=["batch1", "batch7"])
 def test_fp32_graph_matches_pytorch_at_any_batch_and_length(classifier, exported, texts):
-    from tuneforge.serve.onnx_backend import onnx_forward, open_session
+    from tuneforge.export.runtime import onnx_forward, open_session
 
     model, tokenizer = classifier
     ids, mask = _batch(tokenizer, texts)
@@ -97,7 +97,7 @@ def test_fp32_graph_matches_pytorch_at_any_batch_and_length(classifier, exported
 def test_sessions_spin_only_during_a_call_unless_asked(exported):
     """Default "call": threads spin inside a run and stop at its end (force_spinning_stop); "always" is ONNX
     Runtime's own default (no stop); "off" never spins; anything else is a one-line error."""
-    from tuneforge.serve.onnx_backend import open_session
+    from tuneforge.export.runtime import open_session
 
     path = exported["folder"] / "model.onnx"
 
@@ -124,7 +124,7 @@ def test_sessions_spin_only_during_a_call_unless_asked(exported):
 def test_int8_graph_is_quantized_and_close(classifier, exported):
     import onnx
 
-    from tuneforge.serve.onnx_backend import onnx_forward, open_session
+    from tuneforge.export.runtime import onnx_forward, open_session
 
     folder = exported["folder"]
     ops = {n.op_type for n in onnx.load(str(folder / "model.int8.onnx")).graph.node}
@@ -142,7 +142,7 @@ def test_encoder_graph_outputs_last_hidden_state(tiny_model, tmp_path):
     from transformers import AutoModel, AutoTokenizer
 
     from tuneforge.export.onnx import export_onnx
-    from tuneforge.serve.onnx_backend import onnx_forward, open_session
+    from tuneforge.export.runtime import onnx_forward, open_session
 
     model, tokenizer = AutoModel.from_pretrained(tiny_model).eval(), AutoTokenizer.from_pretrained(tiny_model)
     assert export_onnx(model, tmp_path / "m.onnx")["output_name"] == "last_hidden_state"
@@ -283,7 +283,7 @@ def test_export_guards(encoder_export, tiny_model, tmp_path):
 
 
 def test_default_threads_follow_cores_and_omp(monkeypatch):
-    from tuneforge.serve.onnx_backend import default_threads
+    from tuneforge.export.runtime import default_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert 1 <= default_threads() <= 4

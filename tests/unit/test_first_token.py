@@ -8,7 +8,7 @@ from transformers import (BertConfig, BertForSequenceClassification, DistilBertC
                           RobertaConfig, RobertaForSequenceClassification, RobertaPreLayerNormConfig,
                           RobertaPreLayerNormForSequenceClassification)
 
-from tuneforge.model.first_token import first_token_layer, first_token_only
+from tuneforge.model.first_token import first_token_layer, first_token_only, use_first_token
 
 SIZES = dict(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
              max_position_embeddings=64, num_labels=3)
@@ -25,7 +25,9 @@ def _model(family: str, attn: str, dropout: float = 0.0):
     torch.manual_seed(0)
     config = config_cls(**SIZES, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, pad_token_id=1)
     config._attn_implementation = attn
-    return model_cls(config)
+    model = model_cls(config)
+    use_first_token(model)
+    return model
 
 
 def _batch():
@@ -111,6 +113,19 @@ def test_unsupported_models_run_unchanged():
     torch.testing.assert_close(same, full)
     bare = _model("bert", "sdpa").bert
     assert first_token_layer(bare) is None  # no head: every position is an output
+    assert use_first_token(model) is False and use_first_token(bare) is False
+
+
+def test_the_lever_off_leaves_the_last_layer_full():
+    """Without use_first_token (the first_token lever off), first_token_only changes nothing."""
+    config_cls, model_cls = FAMILIES["bert"]
+    model = model_cls(config_cls(**SIZES, pad_token_id=1)).eval()
+    ids, mask, _ = _batch()
+    rows = []
+    first_token_layer(model).intermediate.dense.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[1]))
+    with torch.no_grad(), first_token_only(model):
+        model(input_ids=ids, attention_mask=mask)
+    assert rows == [ids.shape[1]]
 
 
 def test_the_switch_is_per_thread():

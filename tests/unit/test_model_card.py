@@ -4,8 +4,9 @@ from __future__ import annotations
 import yaml
 
 from tuneforge.evaluate.model_card import hub_id, model_card
+from tuneforge.model.manifest import Manifest
 
-MANIFEST = {
+MANIFEST = Manifest(**{
     "task": "classification", "labels": ["negative", "positive"], "multi_label": False, "max_length": 64,
     "base_model": "minilm-l6", "temperature": 1.7,
     "data": {"train": {"source": "/data/train.csv", "rows": 300, "sha256": "ab" * 32},
@@ -15,7 +16,7 @@ MANIFEST = {
     "training": {"steps": 80, "best_step": 70, "stop_reason": "max_steps", "train_seconds": 12.5},
     "coverage": {"unk_rate": 0.05, "script_share": {"latin": 0.7, "han": 0.3}},
     "versions": {"tuneforge": "0.1.0", "torch": "2.13"},
-}
+})
 METRICS = {"accuracy": 0.9, "macro_f1": 0.85, "micro_f1": 0.9, "samples": 60,
            "per_class": {"negative": {"precision": 0.95, "recall": 0.9, "f1": 0.92, "support": 50},
                          "positive": {"precision": 0.6, "recall": 0.8, "f1": 0.69, "support": 10}}}
@@ -66,7 +67,7 @@ def test_sections_and_content():
 
 
 def test_local_base_model_is_left_out_and_multi_label_has_no_temperature(tmp_path):
-    manifest = {**MANIFEST, "base_model": str(tmp_path), "multi_label": True, "temperature": None}
+    manifest = MANIFEST.model_copy(update={"base_model": str(tmp_path), "multi_label": True, "temperature": None})
     meta, body = _split(model_card(manifest, METRICS, split="test"))
     assert "base_model" not in meta  # a local path is not a hub id
     assert "torch.sigmoid(logits)" in body and "logits / T" not in body

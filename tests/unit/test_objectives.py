@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tuneforge.train.objectives import balanced_class_weights, classification_loss, classification_step, make_objective
+from tuneforge.model.loss import balanced_class_weights, classification_loss
+from tuneforge.train.objectives import classification_step, make_objective
 
 
 def test_class_weights_none_balanced_explicit():

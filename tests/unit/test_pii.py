@@ -40,13 +40,10 @@ MAX_FLAGGED_NEGATIVES = 2  # of ~250 hard negatives; 0 at the time of writing
 
 
 def _score(cases) -> dict[str, dict]:
-    """Per type: a find is right when type and exact value match a labelled item (benchmarks/pii_eval.py scores)."""
-    import importlib.util
+    """Per type: a find is right when type and exact value match a labelled item."""
+    from tuneforge.evaluate.pii_scores import labelled_scores
 
-    spec = importlib.util.spec_from_file_location("pii_eval", Path(__file__).resolve().parents[2] / "benchmarks" / "pii_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.labelled_scores(cases)["per_type"]
+    return labelled_scores(cases)["per_type"]
 
 
 def test_labelled_set_is_big_enough_and_labels_are_substrings():

@@ -27,9 +27,9 @@ def classifier_dir(tmp_path_factory, tiny_model):
 
 @pytest.fixture(scope="module")
 def predictor(classifier_dir):
-    from tuneforge.serve.predictor import Predictor
+    from tuneforge.serve.load import load
 
-    return Predictor.load(str(classifier_dir))
+    return load(str(classifier_dir))
 
 
 def _client(predictor, **settings):
@@ -228,9 +228,9 @@ def test_an_internal_error_is_a_generic_500_without_traceback(caplog):
 
 
 def test_an_encoder_embeds_but_refuses_to_predict(tiny_model):
-    from tuneforge.serve.predictor import Predictor
+    from tuneforge.serve.load import load
 
-    with _client(Predictor.load(str(tiny_model)), model_path=str(tiny_model)) as c:
+    with _client(load(str(tiny_model)), model_path=str(tiny_model)) as c:
         _ready(c)
         r = c.post("/v1/predict", json={"texts": ["a"]})
         assert r.status_code == 400 and "no classification head" in r.json()["detail"]

@@ -168,7 +168,7 @@ def test_the_loop_flushes_before_every_evaluation_and_checkpoint(tmp_path):
     from tuneforge.train.optim import ProgressSchedule
     from tuneforge.train.runtime import make_accelerator
 
-    accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=1, reuse_memory=False))
+    accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=1, levers="all,-reuse_memory"))
     gen = torch.Generator().manual_seed(2)
     rows = [torch.randint(5, 120, (int(n),), generator=gen).tolist() for n in torch.randint(3, 9, (24,), generator=gen)]
     data = LengthGroupedBatches(Encoded(rows, torch.randint(0, 3, (24,), generator=gen).numpy()), pad_id=0)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tuneforge.config.levers import LEVERS, parse_levers
 
 
 class _Strict(BaseModel):
@@ -39,20 +41,25 @@ class ModelConfig(_Strict):
     max_new_tokens: int = Field(8000, ge=0, description="Upper bound on tokens added by vocabulary extension.")
 
 
-class TrainConfig(_Strict):
-    epochs: float | None = Field(None, gt=0, description="Epochs. Auto: more for small data (see docs/defaults.md).")
+class TrainBase(_Strict):
+    """How to optimise, for every objective: the stop rules, the batch, AdamW and its schedule, the seed."""
+    epochs: float | None = Field(None, gt=0, description="Passes over the training data. Auto: chosen from the data size (see docs/defaults.md).")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs when smaller).")
-    budget_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; training stops (and saves) when it runs out.")
-    batch_size: int | None = Field(None, gt=0, description="Global batch size (across processes and accumulation). Auto: 16 or 32 by data size.")
+    max_tokens: int | None = Field(None, gt=0, description="Stop after this many training tokens.")
+    budget_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; training stops (and saves) when it runs out, and the learning-rate schedule decays to 0 at whichever stop comes first.")
+    batch_size: int | None = Field(None, gt=0, description="Global batch size (across processes and accumulation). Auto: by data size.")
     grad_accum_steps: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step (the batch is split into them).")
     learning_rate: float | None = Field(None, gt=0, description="Peak learning rate. Auto: by model size and data size.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases and LayerNorm).")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up; then linear decay to 0.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of training (by the binding stop rule) with linear warm-up; then linear decay to 0.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (null = off).")
+    seed: int = Field(42, description="Seed for init, dropout, masking and batch order.")
+
+
+class TrainConfig(TrainBase):
     class_weights: Literal["none", "balanced"] | list[float] = Field(
         "none", description="Loss weights per class: none, balanced (inverse frequency) or an explicit list in label order.")
     early_stopping_patience: int | None = Field(None, ge=0, description="Stop after this many evaluations without improvement (0 = off). Auto: 3.")
-    seed: int = Field(42, description="Seed for init, dropout and batch order.")
 
 
 class EvalConfig(_Strict):
@@ -69,10 +76,21 @@ class RuntimeConfig(_Strict):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Device. auto: GPU when present, else CPU.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Mixed precision. auto: bf16 where the hardware computes it natively (a bf16-capable GPU, or a CPU with avx512_bf16 or AMX: 1.4-1.6x faster fine-tuning at the same SST-2 accuracy within seed noise, measured), else fp32. The run prints and config.yaml records the choice.")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: all cores, split across processes).")
-    reuse_memory: bool = Field(True, description="On CPU under glibc, keep freed memory in the process for the next step instead of returning large blocks to the OS and page-faulting them back (about 12,000 page faults per fine-tuning step of the default model). false: the C library's defaults.")
+    levers: str = Field("all", description=f"Speed levers: all, none (the stock transformers/PyTorch computation), a comma list to turn on, or all,-name to turn one off. Levers: {', '.join(LEVERS)} (docs/architecture.md says what each does).")
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep (the best model is kept separately).")
     log_every_steps: int = Field(10, gt=0, description="Write a training-loss line to metrics.jsonl every N steps.")
     progress: bool = Field(True, description="Show a progress bar.")
+
+    @field_validator("levers")
+    @classmethod
+    def _known_levers(cls, value: str) -> str:
+        parse_levers(value)
+        return value
+
+    def lever(self, name: str) -> bool:
+        """Whether speed lever `name` (one of config.levers.LEVERS) is on."""
+        assert name in LEVERS, name
+        return name in parse_levers(self.levers)
 
 
 class FinetuneConfig(_Strict):
@@ -126,18 +144,8 @@ class MlmConfig(_Strict):
     document_attention: bool = Field(True, description="Each packed text attends only to itself, with positions restarted per text (as in fine-tuning), instead of to every text in its block.")
 
 
-class PretrainTrainConfig(_Strict):
-    epochs: float | None = Field(None, gt=0, description="Passes over the corpus. Auto: 1 when no other stop is given, else unlimited.")
-    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps.")
-    max_tokens: int | None = Field(None, gt=0, description="Stop after this many training tokens.")
-    budget_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; the learning-rate schedule decays to 0 at whichever stop comes first.")
-    batch_size: int | None = Field(None, gt=0, description="Global batch in blocks. Auto: 32.")
-    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
-    learning_rate: float | None = Field(None, gt=0, description="Peak learning rate. Auto: 5e-4 from scratch (hidden ≤ 512), 1e-4 larger or continued.")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and LayerNorm).")
-    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of training (by the binding stop rule) with linear warm-up.")
-    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (null = off).")
-    seed: int = Field(42, description="Seed for init, masking and block order.")
+class PretrainTrainConfig(TrainBase):
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of training (by the binding stop rule) with linear warm-up; then linear decay to 0.")
 
 
 class PretrainEvalConfig(_Strict):

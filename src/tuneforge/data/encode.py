@@ -67,11 +67,18 @@ def collate(data: Encoded, index: np.ndarray, pad_id: int) -> dict[str, torch.Te
     return batch
 
 
-class LengthGroupedBatches:
-    """Training data for the loop (classification): length-grouped batches of an `Encoded`, padded per batch."""
+def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Plain shuffled batches, deterministic in (seed, epoch): what a stock sampler gives."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
-    def __init__(self, data: Encoded, pad_id: int):
-        self.data, self.pad_id = data, pad_id
+
+class LengthGroupedBatches:
+    """Training data for the loop (classification): batches of an `Encoded`, padded per batch; length-grouped
+    (the length_grouping lever) or, with `grouped=False`, plainly shuffled."""
+
+    def __init__(self, data: Encoded, pad_id: int, grouped: bool = True):
+        self.data, self.pad_id, self.grouped = data, pad_id, grouped
 
     def __len__(self) -> int:
         return len(self.data)
@@ -81,6 +88,8 @@ class LengthGroupedBatches:
         return self.data.lengths
 
     def batches(self, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+        if not self.grouped:
+            return shuffled_batches(len(self.data), batch_size, seed, epoch)
         return length_grouped_batches(self.lengths, batch_size, seed, epoch)
 
     def collate(self, index: np.ndarray, epoch: int) -> dict[str, torch.Tensor]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneforge.model.manifest import Manifest
+
 # Packaged aliases → the hub id the weights came from, for `base_model` in the front matter.
 HUB_IDS = {"minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
 SMALL_TRAIN_ROWS = 1000
@@ -23,16 +25,16 @@ def hub_id(base_model: str | None) -> str | None:
     return None if looks_like_path or name.count("/") > 1 else name
 
 
-def front_matter(manifest: dict, metrics: dict, split: str, title: str) -> str:
+def front_matter(manifest: Manifest, metrics: dict, split: str, title: str) -> str:
     import yaml
 
-    data = manifest.get("data", {}).get(split, {})
+    data = manifest.data.get(split, {})
     dataset = Path(str(data.get("source", split))).name or split
     results = [{"type": "accuracy", "value": round(float(metrics["accuracy"]), 4), "name": "Accuracy"},
                {"type": "f1", "value": round(float(metrics["macro_f1"]), 4), "name": "Macro F1",
                 "args": {"average": "macro"}}]
     body: dict = {"library_name": "transformers", "pipeline_tag": "text-classification"}
-    base = hub_id(manifest.get("base_model"))
+    base = hub_id(manifest.base_model)
     if base:
         body["base_model"] = base
     body["tags"] = ["tuneforge", "text-classification"]
@@ -46,28 +48,28 @@ def _pct(x: float) -> str:
     return f"{x:.2%}"
 
 
-def _description(manifest: dict, title: str) -> list[str]:
-    labels = manifest.get("labels", [])
-    kind = "multi-label" if manifest.get("multi_label") else ("binary" if len(labels) == 2 else "multi-class")
-    train = manifest.get("data", {}).get("train", {})
+def _description(manifest: Manifest, title: str) -> list[str]:
+    labels = manifest.labels
+    kind = "multi-label" if manifest.multi_label else ("binary" if len(labels) == 2 else "multi-class")
+    train = manifest.data.get("train", {})
     lines = [f"# {title}", "",
              (f"A {kind} text classifier ({len(labels)} labels: {', '.join(f'`{n}`' for n in labels)}) fine-tuned "
-              f"with TuneForge from `{manifest.get('base_model', 'unknown')}` on "
+              f"with TuneForge from `{manifest.base_model or 'unknown'}` on "
               f"`{Path(str(train.get('source', '?'))).name}` ({train.get('rows', '?')} rows)."), "",
              "## Model description", "",
-             f"- **Base model:** `{manifest.get('base_model', 'unknown')}`",
+             f"- **Base model:** `{manifest.base_model or 'unknown'}`",
              (f"- **Task:** {kind} sequence classification "
-              f"({'sigmoid per label' if manifest.get('multi_label') else 'softmax over labels'})"),
-             f"- **Max input length:** {manifest.get('max_length', 128)} tokens (longer texts are truncated)"]
-    if manifest.get("vocab_added"):
-        lines.append(f"- **Vocabulary:** {manifest['vocab_added']} tokens were added to the base tokenizer for this data.")
-    if manifest.get("temperature") is not None:
-        lines.append(f"- **Temperature:** {manifest['temperature']:.4f} (stored as `tuneforge_temperature` in config.json)")
+              f"({'sigmoid per label' if manifest.multi_label else 'softmax over labels'})"),
+             f"- **Max input length:** {manifest.max_length} tokens (longer texts are truncated)"]
+    if manifest.vocab_added:
+        lines.append(f"- **Vocabulary:** {manifest.vocab_added} tokens were added to the base tokenizer for this data.")
+    if manifest.temperature is not None:
+        lines.append(f"- **Temperature:** {manifest.temperature:.4f} (stored as `tuneforge_temperature` in config.json)")
     return lines
 
 
-def _intended_use(manifest: dict) -> list[str]:
-    labels = ", ".join(f"`{n}`" for n in manifest.get("labels", []))
+def _intended_use(manifest: Manifest) -> list[str]:
+    labels = ", ".join(f"`{n}`" for n in manifest.labels)
     return ["", "## Intended use", "",
             (f"Classifying short texts like those in the training data into {labels}, e.g. to sort, route or "
              "count them, with a person checking decisions that matter."), "",
@@ -79,12 +81,12 @@ def _intended_use(manifest: dict) -> list[str]:
             "- Texts much longer than the max input length: only the beginning is read."]
 
 
-def _training_data(manifest: dict) -> list[str]:
+def _training_data(manifest: Manifest) -> list[str]:
     lines = ["", "## Training data", "", "| split | file | rows | sha256 |", "|---|---|---|---|"]
-    for split, d in manifest.get("data", {}).items():
+    for split, d in manifest.data.items():
         lines.append(f"| {split} | `{Path(str(d.get('source', '?'))).name}` | {d.get('rows', '?')} | "
                      f"`{d.get('sha256') or 'carved from train (see split.json)'}` |")
-    counts = manifest.get("label_counts", {}).get("train")
+    counts = manifest.label_counts.get("train")
     if counts:
         total = max(sum(counts.values()), 1)
         lines += ["", "Label distribution (train):", "", "| label | rows | share |", "|---|---|---|"]
@@ -120,28 +122,28 @@ def _evaluation(metrics: dict, split: str, ci: dict | None, calibration: dict | 
     return lines
 
 
-def _limitations(manifest: dict, metrics: dict, ci: dict | None, notes: list[str]) -> list[str]:
+def _limitations(manifest: Manifest, metrics: dict, ci: dict | None, notes: list[str]) -> list[str]:
     lines = ["", "## Limitations and bias", "",
              ("- The model learns whatever patterns (and biases) the training labels contain, including "
               "annotator mistakes; it was not audited for fairness across groups of people."),
              "- Reported metrics hold for data like the evaluation set only."]
-    if manifest.get("temperature") and not manifest.get("multi_label"):
+    if manifest.temperature and not manifest.multi_label:
         lines.append("- Probabilities are calibrated (temperature scaling) on in-distribution validation data; on "
                      "shifted data they tend to be over-confident again.")
     else:
         lines.append("- Probabilities are not calibrated: treat them as scores, not as chances.")
-    rows = manifest.get("data", {}).get("train", {}).get("rows") or 0
+    rows = manifest.data.get("train", {}).get("rows") or 0
     if rows and rows < SMALL_TRAIN_ROWS:
         lines.append(f"- Small training set: {rows} rows. Expect the model to miss phrasings it has not seen.")
     n = metrics.get("samples") or 0
     if n and n < SMALL_EVAL_ROWS:
         width = f" (accuracy interval {ci['accuracy'][0]:.1%}–{ci['accuracy'][1]:.1%})" if ci and "accuracy" in ci else ""
         lines.append(f"- Small evaluation set: {n} rows, so the metrics are uncertain{width}.")
-    counts = list(manifest.get("label_counts", {}).get("train", {}).values())
+    counts = list(manifest.label_counts.get("train", {}).values())
     if counts and min(counts) > 0 and max(counts) / min(counts) > IMBALANCE_RATIO:
         lines.append(f"- Imbalanced labels (largest/smallest class {max(counts) / min(counts):.1f}×): "
                      "check the per-class recall of the rare labels.")
-    coverage = manifest.get("coverage") or {}
+    coverage = manifest.coverage or {}
     if coverage.get("unk_rate", 0) > 0.02:
         lines.append(f"- Tokenizer coverage: {coverage['unk_rate']:.1%} of training tokens were unknown to the base "
                      "tokenizer; the base model was likely not pretrained on this language or script.")
@@ -153,12 +155,12 @@ def _limitations(manifest: dict, metrics: dict, ci: dict | None, notes: list[str
     return lines
 
 
-def _config(config_yaml: str | None, manifest: dict) -> list[str]:
+def _config(config_yaml: str | None, manifest: Manifest) -> list[str]:
     lines = ["", "## Training configuration", ""]
-    training = manifest.get("training") or {}
+    training = manifest.training
     if training:
         lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in training.items()] + [""]
-    versions = manifest.get("versions") or {}
+    versions = manifest.versions
     if versions:
         lines += ["- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     if config_yaml:
@@ -166,8 +168,8 @@ def _config(config_yaml: str | None, manifest: dict) -> list[str]:
     return lines
 
 
-def _how_to_use(manifest: dict) -> list[str]:
-    multi = manifest.get("multi_label")
+def _how_to_use(manifest: Manifest) -> list[str]:
+    multi = manifest.multi_label
     probs = "torch.sigmoid(logits)" if multi else 'torch.softmax(logits / T, dim=-1)'
     temp = "" if multi else ('T = getattr(model.config, "tuneforge_temperature", 1.0)  '
                              "# plain transformers does not apply it: do it by hand\n")
@@ -179,18 +181,18 @@ def _how_to_use(manifest: dict) -> list[str]:
             'path = "path/to/this/folder"', "tokenizer = AutoTokenizer.from_pretrained(path)",
             "model = AutoModelForSequenceClassification.from_pretrained(path).eval()",
             (f"{temp}batch = tokenizer([\"an example text\"], padding=True, truncation=True, "
-             f"max_length={manifest.get('max_length', 128)}, return_tensors=\"pt\")"),
+             f"max_length={manifest.max_length}, return_tensors=\"pt\")"),
             "with torch.no_grad():", "    logits = model(**batch).logits", f"probs = {probs}",
             "labels = [model.config.id2label[i] for i in "
             + ("(probs >= 0.5).nonzero()[:, 1].tolist()]" if multi else "probs.argmax(-1).tolist()]"), "```"]
 
 
-def model_card(manifest: dict, metrics: dict, *, split: str = "test", config_yaml: str | None = None,
+def model_card(manifest: Manifest, metrics: dict, *, split: str = "test", config_yaml: str | None = None,
                ci: dict | None = None, calibration: dict | None = None, baseline: dict | None = None,
                train_seconds: float | None = None, notes: list[str] | None = None, title: str | None = None) -> str:
     """README.md text for a model folder: front matter (library, pipeline tag, base model, tags, model-index)
     then description, intended use, training data, metrics, calibration, baseline, limitations, config, usage."""
-    title = title or f"{Path(str(manifest.get('base_model', 'model'))).name}-tuneforge-classifier"
+    title = title or f"{Path(str(manifest.base_model or 'model')).name}-tuneforge-classifier"
     lines = _description(manifest, title) + _intended_use(manifest) + _training_data(manifest)
     lines += _evaluation(metrics, split, ci, calibration, baseline, train_seconds)
     lines += _limitations(manifest, metrics, ci, notes or [])

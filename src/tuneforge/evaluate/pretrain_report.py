@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tuneforge.evaluate.report import plot_loss_curve
 from tuneforge.model.artifact import atomic_write_text
+from tuneforge.model.manifest import RunSummary
 
 
 def plot_perplexity(history: list[dict], out: Path) -> Path | None:
@@ -30,24 +31,24 @@ def plot_perplexity(history: list[dict], out: Path) -> Path | None:
     return out
 
 
-def _rows(summary: dict) -> list[tuple[str, str]]:
-    m = summary["metrics"]
-    first = summary.get("initial_metrics") or {}
+def _rows(summary: RunSummary) -> list[tuple[str, str]]:
+    m = summary.metrics
+    first = summary.initial_metrics or {}
     rows = [("held-out perplexity", f"{m['perplexity']:.2f}" + (f" (start {first['perplexity']:.1f})" if first else "")),
             ("held-out MLM loss", f"{m['loss']:.4f}"), ("masked-token accuracy", f"{m['masked_accuracy']:.2%}"),
-            ("optimizer steps", str(summary["steps"])), ("training tokens", f"{summary['tokens']:,}"),
-            ("tokens/s", f"{summary['tokens_per_s']:,.0f}"), ("stop reason", str(summary["stop_reason"])),
-            ("train time", f"{summary['train_seconds'] / 60:.1f} min")]
-    if summary.get("mfu") is not None:
-        rows.append(("MFU (6 × non-embedding params × tokens/s ÷ measured matmul peak)",
-                     f"{summary['mfu']:.1%} of {summary['peak_flops'] / 1e9:.0f} GFLOP/s"))
+            ("optimizer steps", str(summary.steps)), ("training tokens", f"{summary.tokens:,}"),
+            ("tokens/s", f"{summary.tokens_per_s:,.0f}"), ("stop reason", str(summary.stop_reason)),
+            ("train time", f"{summary.train_seconds / 60:.1f} min")]
+    if summary.mfu is not None:
+        rows.append(("MFU (executed training FLOPs per token × tokens/s ÷ measured matmul peak)",
+                     f"{summary.mfu:.1%} of {summary.peak_flops / 1e9:.0f} GFLOP/s"))
     return rows
 
 
-def write_pretrain_report(out_dir: Path, summary: dict, history: list[dict], title: str) -> Path:
+def write_pretrain_report(out_dir: Path, summary: RunSummary, history: list[dict], title: str) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "metrics.json", json.dumps(summary["metrics"], indent=2))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(summary.metrics, indent=2))
     plots = {}
     if plot_loss_curve(history, out_dir / "loss_curve.png"):
         plots["Loss curve"] = "loss_curve.png"
@@ -64,7 +65,7 @@ def write_pretrain_report(out_dir: Path, summary: dict, history: list[dict], tit
 <style>body{{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td{{border:1px solid #ccc;padding:4px 10px}}
 .big{{font-size:2em;font-weight:bold}}figure{{display:inline-block;margin:0 1em}}</style></head>
-<body><h1>{e(title)}</h1><p class="big">perplexity {summary['metrics']['perplexity']:.2f}</p>
+<body><h1>{e(title)}</h1><p class="big">perplexity {summary.metrics['perplexity']:.2f}</p>
 <table>{table}</table>{imgs}</body></html>
 """
     atomic_write_text(out_dir / "report.html", page)

@@ -121,7 +121,8 @@ def report_view(title: str, metrics: dict, names, plots: dict[str, str], notes: 
             "rows": [(k, _fmt(metrics[k]), (f"{ci[k][0]:.4f}–{ci[k][1]:.4f}" if k in ci else ""))
                      for k in HEADLINE if k in metrics],
             "per_class": [(n, metrics["per_class"][n]) for n in names], "has_ci": bool(ci),
-            "samples": metrics.get("samples"), "calibration": None, "baseline": None, "errors": errors}
+            "samples": metrics.get("samples"), "calibration": None, "baseline": None, "errors": errors,
+            "errors_intro": WORST_ERRORS_INTRO}
     if calibration:
         view["calibration"] = {"text": calibration_sentence(calibration, split), "plot": calibration.get("plot")}
     if baseline:
@@ -162,7 +163,7 @@ def _markdown(view: dict) -> str:
             lines += [f"| {' | '.join(r)} |" for r in b["rows"]] + [""]
         lines.append(b["sentence"])
     if view["errors"] is not None:
-        lines += ["", "## Worst errors", "", WORST_ERRORS_INTRO, ""]
+        lines += ["", "## Worst errors", "", view["errors_intro"], ""]
         if view["errors"]:
             lines += ["| row | true | predicted | confidence | text |", "|---|---|---|---|---|"]
             lines += [f"| {e['row']} | {_cell(e['true'])} | {_cell(e['predicted'])} | {e['confidence']:.4f} | "

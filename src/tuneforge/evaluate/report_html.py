@@ -1,12 +1,11 @@
-"""The HTML page of the evaluation report, rendered from the view that `report.report_view` builds.
+"""The HTML page of the evaluation report, rendered from the view that `report.report_view` builds (the view
+carries every sentence it shows, so this module imports nothing from report.py).
 
 Every string from data (labels, texts, notes) goes through html.escape: texts are user data.
 """
 from __future__ import annotations
 
 import html
-
-from tuneforge.evaluate.report import WORST_ERRORS_INTRO
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
@@ -46,7 +45,7 @@ def _sections(view: dict) -> str:
             out += _table(["model", "accuracy", "macro F1", "train time"], [list(r) for r in b["rows"]])
         out += f"<p>{e(b['sentence'])}</p>"
     if view["errors"] is not None:
-        out += f"<h2>Worst errors</h2><p>{e(WORST_ERRORS_INTRO)}</p>"
+        out += f"<h2>Worst errors</h2><p>{e(view['errors_intro'])}</p>"
         rows = [[x["row"], x["true"], x["predicted"], f"{x['confidence']:.4f}", x["text"]] for x in view["errors"]]
         out += _table(["row", "true", "predicted", "confidence", "text"], rows, text_last=True) if rows else \
             "<p>No errors on this set.</p>"

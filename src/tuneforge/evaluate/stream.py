@@ -9,7 +9,7 @@ import torch
 from tuneforge.data.encode import Encoded, collate, sorted_batches
 from tuneforge.evaluate.metrics import Counts, RowOutputs, compute_metrics
 from tuneforge.model.first_token import first_token_only
-from tuneforge.train.objectives import classification_loss
+from tuneforge.model.loss import classification_loss
 
 
 @torch.inference_mode()

@@ -3,7 +3,6 @@
 Folds are stratified, seeded and grouped by normalised text, so no row is judged by a model that saw its copy."""
 from __future__ import annotations
 
-from collections import Counter
 
 FOLDS = 5
 

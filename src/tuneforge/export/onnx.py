@@ -9,7 +9,7 @@ attention-mask construction as constants: on a BERT it exported without error ye
 Default opset 23: the exporter then writes each attention block as one standard ONNX `Attention` op and GELU as
 `Gelu` (198 nodes for MiniLM-L6 instead of ~450, most of them the masking, reshapes and slices of a decomposed
 attention). ONNX Runtime runs it faster at batch 1: int8 1.14-1.15×, fp32 1.05-1.07× in two
-runs (benchmarks/probe_batch1.json).
+runs (benchmarks/results/probe_batch1.json).
 Runtimes that do not implement opset 23 take `--opset 18`: the decomposed graph, the same outputs.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 
 from tuneforge.errors import UserError
-from tuneforge.model.first_token import first_token_only
+from tuneforge.model.first_token import first_token_only, use_first_token
 
 DEFAULT_OPSET = 23  # standard Attention and Gelu ops (see the module docstring)
 MIN_OPSET = 17  # LayerNormalization is a single op from 17 on
@@ -39,6 +39,8 @@ def export_module(model):
     import torch
 
     output = graph_output(model)
+    if output == "logits":
+        use_first_token(model)
 
     class Graph(torch.nn.Module):
         def __init__(self, inner):

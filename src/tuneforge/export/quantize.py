@@ -1,6 +1,6 @@
 """Dynamic int8 quantization of an exported graph: int8 weights per output channel, activations at run time.
 
-Measured on MiniLM-L6 SST-2 classifiers (872 dev sentences; benchmarks/bench_onnx_parity.py): a mid-training
+Measured on MiniLM-L6 SST-2 classifiers (872 dev sentences; python -m benchmarks.bench_onnx_parity): a mid-training
 checkpoint kept accuracy per channel (86.47% vs 86.35% fp32, 98.1% label agreement) and lost 0.46 points per tensor
 (97.2%); the final model moved −0.11 points per channel (98.1%) and +0.11 per tensor (97.8%). Per channel is the
 steadier of the two. onnxruntime's pre-processing (quant_pre_process) changed nothing there, so it is skipped.

@@ -1,36 +1,12 @@
-"""The self-describing model folder (`final/`): HF weights + tokenizer + tuneforge.json manifest, written atomically."""
+"""The self-describing model folder (`final/`): HF weights + tokenizer + tuneforge.json manifest, written atomically
+(the manifest's fields are in `model.manifest`)."""
 from __future__ import annotations
 
-import json
 import os
-import platform
 import shutil
-import subprocess
-import time
-from importlib import metadata
 from pathlib import Path
 
-MANIFEST = "tuneforge.json"
-PACKAGES = ("tuneforge", "torch", "transformers", "tokenizers", "accelerate", "safetensors", "datasets", "numpy")
-
-
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    out["python"] = platform.python_version()
-    return out
-
-
-def git_sha() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent,
-                              check=True).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+from tuneforge.model.manifest import MANIFEST, Manifest
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -51,8 +27,9 @@ def replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
-def save_model_folder(model, tokenizer, out: Path, manifest: dict, extra_files: dict[str, str] | None = None) -> Path:
-    """Write model + tokenizer + manifest into `out` atomically (via a temp sibling folder)."""
+def save_model_folder(model, tokenizer, out: Path, manifest: Manifest, extra_files: dict[str, str] | None = None) -> Path:
+    """Write model + tokenizer + manifest (stamped with time, versions and git sha) into `out` atomically (via a
+    temp sibling folder)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -60,15 +37,30 @@ def save_model_folder(model, tokenizer, out: Path, manifest: dict, extra_files: 
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    body = {"format": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "versions": package_versions(), "git_sha": git_sha(), **manifest}
-    (tmp / MANIFEST).write_text(json.dumps(body, indent=2, ensure_ascii=False), encoding="utf-8")
+    (tmp / MANIFEST).write_text(manifest.stamped().to_json(), encoding="utf-8")
     for name, text in (extra_files or {}).items():
         (tmp / name).write_text(text, encoding="utf-8")
     replace_dir(tmp, out)
     return out
 
 
-def read_manifest(folder: str | Path) -> dict:
-    p = Path(folder) / MANIFEST
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+def claim_folder(folder: Path, kind: str, ours: bool, busy: bool = False, resume: bool = False,
+                 overwrite: bool = False, replaces: bool = False) -> None:
+    """The one output-folder guard (run folders, pipelines, exports): a folder that is not a TuneForge `kind`
+    folder (`ours`) is never replaced; one that holds work (`busy`) only with --resume or --overwrite.
+    `replaces`: the caller swaps in its result atomically (an export), so an earlier one of ours may go."""
+    from tuneforge.errors import UserError
+
+    folder = Path(folder)
+    if folder.is_file():
+        raise UserError(f"{folder}: is a file; give a folder path.")
+    foreign = folder.is_dir() and any(folder.iterdir()) and not ours
+    if foreign and (overwrite or replaces):
+        flag = "--overwrite only replaces" if overwrite else "--output only replaces"
+        raise UserError(f"{folder}: {flag} TuneForge {kind} folders, and this one is not a TuneForge {kind}; "
+                        "choose a new folder or delete it.")
+    if overwrite and folder.exists():
+        shutil.rmtree(folder)
+    elif busy and not resume:
+        raise UserError(f"{folder}: already holds a {kind}. Pass --resume to continue it, --overwrite to replace "
+                        "it, or choose another --output.")

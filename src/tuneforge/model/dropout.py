@@ -17,7 +17,7 @@ its fully-masked-row guards, which a padding mask never needs: every row sees it
 attention implementation is not written to a saved config.json. Under bf16 autocast its two matmuls and the
 softmax run in bf16, as in transformers' eager attention, where SDPA's CPU math path upcasts all three to fp32: in
 bf16 part of the gain is those matmuls, and the numerics are eager attention's (SST-2 dev accuracy over three seeds
-unchanged: 0.8188 vs 0.8180 before). Measured (benchmarks/probe_levers.py --mode step, the default model on SST-2
+unchanged: 0.8188 vs 0.8180 before). Measured (python -m benchmarks.probes.probe_levers --mode step, the default model on SST-2
 batches): without it a bf16 step costs 1.046× (SDPA's `bernoulli_` is 1.1 ms per layer there), an fp32 step 1.017×.
 """
 from __future__ import annotations

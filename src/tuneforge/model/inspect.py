@@ -61,7 +61,7 @@ def blocks(module: torch.nn.Module, depth: int = 4) -> list[Block]:
 def flops_per_token(model, seq_len: int = 128) -> dict[str, float]:
     """Forward FLOPs per token: 2 per matmul weight, plus attention scores and mixing (4 × T × d per layer).
 
-    `training_6n` is the usual 6 × non-embedding parameters estimate used for MFU.
+    `training_6n` is the usual 6 × non-embedding parameters estimate (`mlm_training_flops` is what MFU uses).
     """
     cfg = model.config
     layers, hidden = getattr(cfg, "num_hidden_layers", 0), getattr(cfg, "hidden_size", 0)
@@ -73,6 +73,22 @@ def flops_per_token(model, seq_len: int = 128) -> dict[str, float]:
     forward = 2 * matmul + attention
     return {"forward": float(forward), "training": float(3 * forward), "attention": float(attention),
             "training_6n": float(6 * non_embedding_params(model)), "seq_len": seq_len}
+
+
+def mlm_training_flops(model, seq_len: int, mask_rate: float) -> float:
+    """Training FLOPs per token that masked-LM on `SparseMLM` actually executes: forward + backward (3 × the
+    forward) of the encoder's matmuls and attention on every token, and of the MLM head (transform and the
+    vocabulary projection) on the masked share of tokens only. The MFU numerator; `training_6n` above counts
+    the head on every token and the vocabulary projection on none."""
+    cfg = model.config
+    layers, hidden = getattr(cfg, "num_hidden_layers", 0), getattr(cfg, "hidden_size", 0)
+    head = next((getattr(model, a) for a in ("cls", "lm_head") if isinstance(getattr(model, a, None), torch.nn.Module)),
+                None)
+    head_params = count(head) if head is not None else 0  # a tied decoder's weight counts here: it is multiplied
+    base = getattr(model, model.base_model_prefix, model)
+    encoder = non_embedding_params(base)
+    attention = 4 * layers * seq_len * hidden
+    return float(3 * (2 * encoder + attention + mask_rate * 2 * head_params))
 
 
 def _fmt(n: float) -> str:

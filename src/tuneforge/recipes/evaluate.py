@@ -15,7 +15,9 @@ from tuneforge.evaluate.baseline import baseline_unavailable, run_baseline
 from tuneforge.evaluate.model_card import model_card
 from tuneforge.evaluate.report import write_report
 from tuneforge.evaluate.stream import evaluate_classifier
-from tuneforge.model.artifact import atomic_write_text, read_manifest
+from tuneforge.model.artifact import atomic_write_text
+from tuneforge.model.first_token import use_first_token
+from tuneforge.model.manifest import read_manifest
 from tuneforge.model.build import load_trained
 from tuneforge.model.resolve import resolve_model
 
@@ -24,11 +26,12 @@ def evaluate(model_path: str, data: str, output: str, text_column: str = "text",
              batch_size: int = 128, label_separator: str | None = None, baseline_train: str | None = None,
              bootstrap_samples: int = 1000) -> dict:
     model, tokenizer = load_trained(model_path)
+    use_first_token(model)  # exact: the head reads the first token only
     folder = Path(resolve_model(model_path))
     manifest = read_manifest(folder)
     labels = LabelSpace.from_model_config(model.config)
     cfg = DataConfig(text_column=text_column, label_column=label_column, label_separator=label_separator,
-                     max_length=manifest.get("max_length", 128))
+                     max_length=manifest.max_length)
     split = load_labelled(data, cfg, "evaluation")
     encoded = encode_texts(tokenizer, split.texts, cfg.max_length, labels.encode(split.labels, data))
     metrics, rows = evaluate_classifier(model, encoded, labels.names, labels.multi_label, batch_size=batch_size,
@@ -40,15 +43,15 @@ def evaluate(model_path: str, data: str, output: str, text_column: str = "text",
     log = folder / "metrics.jsonl"
     history = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines() if x.strip()] if log.is_file() else []
     out = Path(output)
-    train_seconds = manifest.get("training", {}).get("train_seconds")
+    train_seconds = manifest.training.get("train_seconds")
     report = write_report(out, metrics, labels.names, history, title=f"TuneForge evaluation — {Path(data).name}",
                           ci=analysis["ci"], calibration=analysis["calibration"], errors=analysis["errors"],
                           baseline=analysis["baseline"], train_seconds=train_seconds, split=Path(data).name)
     config_file = folder / "training_config.yaml"
-    card_manifest = {**manifest, "labels": list(labels.names), "multi_label": labels.multi_label,
-                     "data": {**manifest.get("data", {}), "evaluation": {
-                         "source": data, "rows": len(split.texts),
-                         "sha256": file_sha256(data) if Path(data).is_file() else None}}}
+    card_manifest = manifest.model_copy(update={
+        "labels": list(labels.names), "multi_label": labels.multi_label,
+        "data": {**manifest.data, "evaluation": {"source": data, "rows": len(split.texts),
+                                                 "sha256": file_sha256(data) if Path(data).is_file() else None}}})
     card = model_card(card_manifest, metrics, split="evaluation", ci=analysis["ci"],
                       calibration=analysis["calibration"], baseline=analysis["baseline"], train_seconds=train_seconds,
                       config_yaml=config_file.read_text(encoding="utf-8") if config_file.is_file() else None)

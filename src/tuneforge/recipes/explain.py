@@ -7,9 +7,9 @@ from pathlib import Path
 from tuneforge.data.sources import clean_text
 from tuneforge.errors import UserError
 from tuneforge.evaluate.explain import Explanation, integrated_gradients
+from tuneforge.export.runtime import ONNX_FILE
 from tuneforge.model.artifact import atomic_write_text
 
-ONNX_FILE = "model.onnx"  # an export folder holds a graph and no PyTorch weights: nothing to differentiate
 GREEN, RED = (22, 163, 74), (220, 38, 38)  # supports / opposes the explained label
 
 
@@ -27,12 +27,12 @@ def read_text_lines(path: str) -> list[str]:
 
 def load_explainable(model_path: str):
     """(model, tokenizer, manifest) of a fine-tuned PyTorch classifier folder, or a one-line UserError."""
-    from tuneforge.model.artifact import read_manifest
     from tuneforge.model.build import is_classifier_folder, load_trained
+    from tuneforge.model.manifest import read_manifest
     from tuneforge.model.resolve import resolve_model
 
     folder = resolve_model(model_path)
-    if (Path(folder) / ONNX_FILE).is_file():
+    if (Path(folder) / ONNX_FILE).is_file():  # a graph and no PyTorch weights: nothing to differentiate
         raise UserError(f"{model_path}: an ONNX export (model.onnx) cannot be explained: integrated gradients need the "
                         "PyTorch weights. Use the model folder it was exported from, e.g. runs/x/final.")
     if not is_classifier_folder(model_path):
@@ -55,7 +55,7 @@ def explain(model_path: str, texts: list[str], target: str | None = None, steps:
         raise UserError(f"text #{texts.index('') + 1} is empty. Give a non-empty --text.")
     model, tokenizer, manifest = load_explainable(model_path)
     temperature = stored_temperature(model.config, manifest)
-    max_length = int(manifest.get("max_length", 128))
+    max_length = manifest.max_length
     explanations = [integrated_gradients(model, tokenizer, text, target, steps, max_length, temperature=temperature)
                     for text in texts]
     if output:

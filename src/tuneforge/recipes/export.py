@@ -3,10 +3,8 @@ when it passes the parity check against PyTorch on real texts."""
 from __future__ import annotations
 
 import importlib.resources
-import json
 import shutil
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +30,11 @@ from tuneforge.export.parity import (
     violations,
 )
 from tuneforge.export.quantize import quantize_int8
-from tuneforge.model.artifact import MANIFEST, read_manifest, replace_dir
+from tuneforge.export.runtime import ONNX_FILE, onnx_forward, open_session
+from tuneforge.model.artifact import claim_folder, replace_dir
 from tuneforge.model.build import load_for_inference
+from tuneforge.model.manifest import EXPORT_PACKAGES, MANIFEST, Manifest, package_versions, read_manifest
 from tuneforge.model.resolve import resolve_model
-from tuneforge.serve.onnx_backend import ONNX_FILE, onnx_forward, open_session
 
 FORMATS = ("onnx",)
 QUANTIZATIONS = ("none", "int8")
@@ -60,10 +59,7 @@ def _check_output(out: Path, source: Path) -> None:
     out, source = out.resolve(), source.resolve()
     if out == source or out in source.parents:
         raise UserError(f"--output {out}: would replace the model being exported ({source}); choose another folder.")
-    if out.is_file():
-        raise UserError(f"--output {out}: is a file; give a folder path.")
-    if out.is_dir() and any(out.iterdir()) and "export" not in read_manifest(out):
-        raise UserError(f"--output {out}: exists and is not a TuneForge export; choose a new folder or delete it.")
+    claim_folder(out, "export", ours=out.is_dir() and read_manifest(out).export is not None, replaces=True)
 
 
 def _check_set(check_data: str | None, columns: tuple[str, str, str | None],
@@ -108,25 +104,14 @@ def _parity(model, tokenizer, tmp: Path, texts: list[str], labels, label_space, 
                    classifier=label_space is not None, multi_label=multi, labels=labels)
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in ("tuneforge", "onnxruntime", "onnx", "onnxscript", "torch", "transformers"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _write_folder(tmp: Path, source: Path, model, tokenizer, manifest: dict, section: dict) -> None:
+def _write_folder(tmp: Path, source: Path, model, tokenizer, manifest: Manifest, section: dict) -> None:
     (tmp / "model.fp32.onnx").unlink(missing_ok=True)  # the int8 folder ships one graph
     model.config.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     for name in PROVENANCE:
         if (source / name).is_file():
             shutil.copyfile(source / name, tmp / name)
-    body = {**manifest, "max_length": manifest.get("max_length", 128), "export": section}
-    (tmp / MANIFEST).write_text(json.dumps(body, indent=2, ensure_ascii=False), encoding="utf-8")
+    (tmp / MANIFEST).write_text(manifest.model_copy(update={"export": section}).to_json(), encoding="utf-8")
 
 
 def export(model_path: str, output: str, fmt: str = "onnx", quantize: str = "none", check_data: str | None = None,
@@ -138,9 +123,11 @@ def export(model_path: str, output: str, fmt: str = "onnx", quantize: str = "non
     source, out = Path(resolve_model(model_path)), Path(output)
     _check_output(out, source)
     manifest = read_manifest(source)
-    max_length = manifest.get("max_length", 128)
+    max_length = manifest.max_length
     model, tokenizer = load_for_inference(model_path)
     label_space = LabelSpace.from_model_config(model.config) if graph_output(model) == "logits" else None
+    if label_space is None:  # the graph outputs hidden states: the folder serves an encoder, whatever the source was
+        manifest = manifest.model_copy(update={"task": "encoder"})
     texts, labels, where = _check_set(check_data, (text_column, label_column, label_separator), label_space)
     target = out.resolve()  # also gives `--output .` a name for the temp sibling
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +144,7 @@ def export(model_path: str, output: str, fmt: str = "onnx", quantize: str = "non
                             f"{'; '.join(problems)}. Nothing was written to {out}.")
         section = {"format": fmt, "file": ONNX_FILE, "source": str(model_path), **info,
                    "parity": {"texts": len(texts), "data": where, "limits": limits, **parity},
-                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": _versions()}
+                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": package_versions(EXPORT_PACKAGES)}
         _write_folder(tmp, source, model, tokenizer, manifest, section)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

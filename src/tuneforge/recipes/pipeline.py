@@ -6,32 +6,25 @@ is skipped on --resume, and an interrupted one resumes from its checkpoint.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from tuneforge.config import PipelineConfig, to_yaml
-from tuneforge.errors import UserError
-from tuneforge.model.artifact import atomic_write_text
+from tuneforge.model.artifact import atomic_write_text, claim_folder
+from tuneforge.model.manifest import RunSummary
 
 STAGES = ("pretrain", "finetune", "evaluate")
 
 
 def _prepare(out: Path, resume: bool, overwrite: bool) -> None:
-    if overwrite and out.exists():
-        if any(out.iterdir()) and not (out / "pipeline.yaml").is_file():
-            raise UserError(f"{out}: --overwrite only replaces TuneForge pipeline folders (with pipeline.yaml); "
-                            "choose another --output.")
-        shutil.rmtree(out)
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise UserError(f"{out}: already holds a pipeline. Pass --resume to continue it, --overwrite to replace "
-                        "it, or choose another --output.")
+    ours = (out / "pipeline.yaml").is_file()
+    claim_folder(out, "pipeline", ours, busy=out.is_dir() and any(out.iterdir()), resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _finished(run_dir: Path) -> dict | None:
+def _finished(run_dir: Path) -> RunSummary | None:
     summary = run_dir / "summary.json"
     if summary.is_file() and (run_dir / "final").is_dir():
-        return json.loads(summary.read_text(encoding="utf-8"))
+        return RunSummary.model_validate_json(summary.read_text(encoding="utf-8"))
     return None
 
 
@@ -58,7 +51,7 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = False, overwrite: bool = Fa
         result["evaluate"][Path(data).stem] = evaluate(model, data, str(target), ft.data.text_column,
                                                        ft.data.label_column, ft.eval.batch_size, ft.data.label_separator)
     atomic_write_text(out / "summary.json", json.dumps(
-        {"pretrain": {k: result["pretrain"].get(k) for k in ("metrics", "initial_metrics", "steps", "tokens_per_s")},
-         "finetune": {k: result["finetune"].get(k) for k in ("metrics", "steps", "best_step")},
+        {"pretrain": result["pretrain"].model_dump(include={"metrics", "initial_metrics", "steps", "tokens_per_s"}),
+         "finetune": result["finetune"].model_dump(include={"metrics", "steps", "best_step"}),
          "evaluate": {k: v["metrics"] for k, v in result["evaluate"].items()}}, indent=2, default=str))
     return result

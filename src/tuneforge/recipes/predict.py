@@ -9,13 +9,13 @@ import numpy as np
 
 from tuneforge.data.sources import read_texts
 from tuneforge.errors import UserError
-from tuneforge.serve.predictor import Predictor
+from tuneforge.serve.load import load
 
 
 def predict_file(model_path: str, input_path: str, output: str, text_column: str = "text", batch_size: int = 64,
                  precision: str = "fp32") -> int:
     texts = read_texts(input_path, text_column, normalize=False)
-    predictor = Predictor.load(model_path, batch_size=batch_size, precision=precision)
+    predictor = load(model_path, batch_size=batch_size, precision=precision)
     if predictor.labels is None:
         raise UserError(f"{model_path}: has no classification head; use `tuneforge embed` for encoders.")
     out = Path(output)
@@ -33,7 +33,7 @@ def predict_file(model_path: str, input_path: str, output: str, text_column: str
 def embed_file(model_path: str, input_path: str, output: str, pooling: str = "mean", text_column: str = "text",
                hidden_states: str | None = None, batch_size: int = 64, precision: str = "fp32") -> tuple[int, int]:
     texts = read_texts(input_path, text_column, normalize=False)
-    predictor = Predictor.load(model_path, batch_size=batch_size, precision=precision)
+    predictor = load(model_path, batch_size=batch_size, precision=precision)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if hidden_states:

@@ -5,7 +5,7 @@ import importlib.resources
 
 from tuneforge.config import FinetuneConfig, load_config
 from tuneforge.recipes.finetune import finetune
-from tuneforge.serve.predictor import load
+from tuneforge.serve.load import load
 
 EXAMPLES = ["The battery lasts two full days and charging is quick.", "快递太慢了，包装也破了。"]
 
@@ -15,5 +15,5 @@ def quickstart(output: str, overrides: list[str]):
     preset = importlib.resources.files("tuneforge.resources.presets") / "quickstart.yaml"
     cfg = load_config(str(preset), FinetuneConfig, overrides, base={"output": output, "data": {"train": str(demo)}})
     summary = finetune(cfg, overwrite=True)
-    predictor = load(summary["final"])
+    predictor = load(summary.final)
     return summary, list(zip(EXAMPLES, predictor.predict(EXAMPLES)))

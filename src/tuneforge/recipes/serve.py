@@ -24,7 +24,7 @@ def serve_threads() -> int:
     busy on one core: PyTorch with 2 threads fell to ~4 requests/s unbatched (its threads wait on each other),
     with 1 thread it served ~46.
     """
-    from tuneforge.serve.onnx_backend import default_threads
+    from tuneforge.export.runtime import default_threads
 
     return max(1, default_threads() - 1)
 
@@ -33,12 +33,12 @@ def load_predictor(model: str, threads: int | None = None, batch_size: int = FOR
                    spinning: str | None = None):
     """The predictor and its resolved folder; a missing folder is a one-line UserError."""
     from tuneforge.model.resolve import resolve_model
-    from tuneforge.serve.predictor import Predictor
+    from tuneforge.serve.load import load
 
     folder = resolve_model(model)
-    # Predictor.load picks onnxruntime for an export folder and rejects --spinning / --precision where they do not apply.
-    return Predictor.load(folder, batch_size=batch_size, precision=precision, threads=threads or serve_threads(),
-                          spinning=spinning), folder
+    # load picks onnxruntime for an export folder and rejects --spinning / --precision where they do not apply.
+    return load(folder, batch_size=batch_size, precision=precision, threads=threads or serve_threads(),
+                spinning=spinning), folder
 
 
 def check_settings(settings: ServeSettings, port: int) -> None:
@@ -83,7 +83,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, settings: Serve
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1 (got {value}).")
     if spinning is not None:  # checked here so that a PyTorch folder gets the same one-line error
-        from tuneforge.serve.onnx_backend import spinning_mode
+        from tuneforge.export.runtime import spinning_mode
 
         spinning = spinning_mode(spinning, f"--spinning {spinning}")
     threads = threads or serve_threads()

@@ -1,9 +1,11 @@
 """What GET /v1/model reports: name, labels, version and hashes of the served model folder."""
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 from tuneforge.data.sources import file_sha256
+from tuneforge.model.manifest import Manifest, read_manifest
 
 WEIGHT_PATTERNS = ("model.onnx", "*.safetensors", "pytorch_model*.bin")
 
@@ -16,19 +18,16 @@ def _name(folder: Path) -> str:
 
 def describe_model(predictor, folder: str | None) -> dict:
     """Computed once at startup: hashing a large weight file per request would be wasted work."""
-    from tuneforge import __version__
-    from tuneforge.model.artifact import read_manifest
-
     path = Path(folder) if folder else None
-    manifest = read_manifest(path) if path and path.is_dir() else {}
+    manifest = read_manifest(path) if path and path.is_dir() else Manifest()
     hashes: dict[str, str] = {}
     if path and path.is_dir():
         for pattern in WEIGHT_PATTERNS:
             for file in sorted(path.glob(pattern)):
                 hashes[file.name] = file_sha256(file)
-    if manifest.get("config_sha256"):
-        hashes["config_sha256"] = manifest["config_sha256"]
-    for split, entry in (manifest.get("data") or {}).items():
+    if manifest.config_sha256:
+        hashes["config_sha256"] = manifest.config_sha256
+    for split, entry in manifest.data.items():
         if isinstance(entry, dict) and entry.get("sha256"):
             hashes[f"data.{split}"] = entry["sha256"]
     labels = predictor.labels
@@ -37,5 +36,5 @@ def describe_model(predictor, folder: str | None) -> dict:
             "labels": list(labels.names) if labels is not None else [],
             "multi_label": bool(labels.multi_label) if labels is not None else False,
             "backend": "onnx" if getattr(predictor, "session", None) is not None else "pytorch",
-            "version": __version__, "created": manifest.get("created"), "hashes": hashes,
-            "max_length": int(predictor.max_length), "manifest": manifest}
+            "version": metadata.version("tuneforge"), "created": manifest.created, "hashes": hashes,
+            "max_length": int(predictor.max_length), "manifest": manifest.model_dump(mode="json")}

@@ -1,4 +1,5 @@
-"""Predictor: labels and probabilities, and pooled embeddings, from a saved model folder (PyTorch; ONNX in onnx_backend)."""
+"""Predictor: labels and probabilities, and pooled embeddings, from a saved model folder (PyTorch; ONNX in
+onnx_backend; `serve.load` picks between them)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,20 +8,18 @@ import torch
 from tuneforge.data.encode import Encoded, collate, encode_texts, sorted_batches
 from tuneforge.data.labels import LabelSpace
 from tuneforge.data.sources import clean_text
-from tuneforge.model.first_token import first_token_only
+from tuneforge.model.first_token import first_token_only, use_first_token
+from tuneforge.model.manifest import Manifest
 from tuneforge.model.pooling import POOLINGS, pool
 
 
-def stored_temperature(config, manifest: dict | None = None) -> float:
+def stored_temperature(config, manifest: Manifest | None = None) -> float:
     """The softmax temperature fitted at fine-tune time (config.json `tuneforge_temperature`, else the manifest's
     `temperature`); 1.0 when there is none. Argmax is the same at any T; the probabilities are calibrated."""
     t = getattr(config, "tuneforge_temperature", None)
-    if t is None and manifest:
-        t = manifest.get("temperature")
+    if t is None and manifest is not None:
+        t = manifest.temperature
     return float(t) if t and float(t) > 0 else 1.0
-
-
-PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def int8_linears(model):
@@ -38,7 +37,8 @@ def int8_linears(model):
 
 
 class Predictor:
-    """`tuneforge.load(path)` returns this. Batches are sorted by length; outputs keep input order."""
+    """`tuneforge.load(path)` returns this for a PyTorch folder (`serve.load.load` builds it). Batches are sorted by
+    length; outputs keep input order."""
 
     def __init__(self, model, tokenizer, max_length: int = 128, batch_size: int = 64, normalize: bool = True):
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -46,46 +46,8 @@ class Predictor:
         config = model.config
         is_classifier = type(model).__name__.endswith("ForSequenceClassification")
         self.labels = LabelSpace.from_model_config(config) if is_classifier else None
+        use_first_token(model)  # exact: the head reads the first token only
         self.temperature = stored_temperature(config)  # single-label only: sigmoid outputs are not rescaled
-
-    @classmethod
-    def load(cls, path: str, precision: str = "fp32", **kwargs) -> Predictor:
-        """A PyTorch predictor, or the ONNX Runtime one when the folder holds an exported model.onnx.
-
-        precision="bf16" casts the weights once (not autocast, which re-casts them on every call): 1.6× faster
-        at batch 1 on CPUs with native bf16 (avx512_bf16/AMX), same SST-2 dev labels, probabilities within 0.03.
-        precision="int8" quantizes the linear layers (`int8_linears`; CPU only). `threads` sets torch's
-        intra-op threads (process-wide) or the ONNX session's; `spinning` (call | always | off) is for ONNX sessions only."""
-        from pathlib import Path
-
-        from tuneforge.errors import UserError
-        from tuneforge.model.artifact import read_manifest
-        from tuneforge.model.build import load_for_inference
-        from tuneforge.model.resolve import resolve_model
-        from tuneforge.serve.onnx_backend import ONNX_FILE, OnnxPredictor
-
-        if precision not in PRECISIONS:
-            raise UserError(f"precision '{precision}': use one of {', '.join(PRECISIONS)}.")
-        folder = resolve_model(path)
-        if (Path(folder) / ONNX_FILE).is_file():
-            if precision != "fp32":
-                raise UserError(f"{folder}: an ONNX export runs at the precision it was exported with; drop "
-                                "--precision (or export with --quantize int8).")
-            return OnnxPredictor.load(folder, **kwargs)
-        if kwargs.pop("spinning", None) not in (None, False):
-            raise UserError(f"{folder}: spinning is an ONNX Runtime setting and this is a PyTorch model folder; "
-                            "drop spinning (--spinning) or load a `tuneforge export` folder.")
-        threads = kwargs.pop("threads", None)
-        if threads:
-            torch.set_num_threads(threads)  # process-wide, as torch's intra-op pool is
-        manifest = read_manifest(folder)
-        model, tokenizer = load_for_inference(path)
-        if precision == "bf16":
-            model = model.to(torch.bfloat16)
-        elif precision == "int8":  # load_for_inference keeps the model on the CPU, where these kernels run
-            model = int8_linears(model)
-        kwargs.setdefault("max_length", manifest.get("max_length", 128))
-        return cls(model, tokenizer, **kwargs)
 
     def _encode(self, texts: list[str]) -> Encoded:
         texts = [clean_text(t) if self.normalize else t for t in texts]
@@ -141,8 +103,3 @@ class Predictor:
                 hidden[index, : last.shape[1]] = last
                 mask_out[index, : last.shape[1]] = batch["attention_mask"].cpu().numpy()
         return (vectors, hidden, mask_out) if return_hidden else vectors
-
-
-def load(path: str, **kwargs) -> Predictor:
-    """Load a model folder (a TuneForge run's final/, any HF model folder, or an alias) for prediction."""
-    return Predictor.load(path, **kwargs)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 
 
-def build_optimizer(model, lr: float, weight_decay: float, table=None) -> torch.optim.Optimizer:
-    """AdamW; with `table` (`sparse_rows.row_table`) the word embedding trains through it (same result, less work)."""
+def build_optimizer(model, lr: float, weight_decay: float, table=None, fused: bool = True) -> torch.optim.Optimizer:
+    """AdamW; with `table` (`sparse_rows.row_table`) the word embedding trains through it (same result, less work).
+    `fused` (the fused_adamw lever): one fused kernel per parameter group; off: PyTorch's default AdamW."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -17,6 +18,8 @@ def build_optimizer(model, lr: float, weight_decay: float, table=None) -> torch.
         from tuneforge.train.sparse_rows import EmbeddingRowsAdamW
 
         return EmbeddingRowsAdamW(groups, table, lr=lr)
+    if not fused:
+        return torch.optim.AdamW(groups, lr=lr)
     try:
         # One fused kernel per parameter group (CPU and GPU since torch 2.4): what HF Trainer uses by default.
         return torch.optim.AdamW(groups, lr=lr, fused=True)

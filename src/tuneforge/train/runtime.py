@@ -24,7 +24,7 @@ def make_accelerator(rt: RuntimeConfig):
         # Cores are shared between local processes; oversubscription makes CPU training much slower.
         local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
         torch.set_num_threads(rt.threads or max(1, (os.cpu_count() or 1) // local))
-        if rt.reuse_memory:
+        if rt.lever("reuse_memory"):
             reuse_freed_memory()
     return Accelerator(cpu=cpu, mixed_precision="no" if precision == "fp32" else precision)
 

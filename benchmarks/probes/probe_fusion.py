@@ -1,6 +1,6 @@
 """Would ONNX Runtime's offline transformer fusions make `tuneforge export` graphs faster at batch 1? (issue 4)
 
-Usage:  python benchmarks/probe_fusion.py [--model runs/bench-sst2-full/run/final] [--rows 300] [--rounds 4]
+Usage:  python -m benchmarks.probes.probe_fusion [--model runs/bench-sst2-full/run/final] [--rows 300] [--rounds 4]
 
 `tuneforge export` writes standard-op graphs ("plain"), fp32 and int8. The "fused" twins are what an export step
 running `onnxruntime.transformers.optimizer.optimize_model(model_type="bert", opt_level=0)` would ship: the fp32
@@ -10,7 +10,7 @@ beside `transformers.pipeline`, and every SST-2 dev sentence is timed at batch 1
 sentence (order rotated), `--rounds` passes.
 Reports p50 per backend, fused over plain latency per precision (< 1: fusion helps), each over the pipeline, and
 the labels' agreement between fused and plain. Same threads for all (ONNX Runtime intra-op = torch threads, no
-spinning, as `tuneforge.load` by default). Writes benchmarks/results/probe_fusion.json.
+spinning, as `tuneforge.load` by default). Writes benchmarks/results/probe_fusion.json (--out).
 """
 from __future__ import annotations
 
@@ -18,18 +18,24 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_infer import SST2, export_onnx, read_sst2
-from envinfo import environment, load_average
-
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    add_output_args,
+    environment,
+    export_onnx,
+    guard_output,
+    invocation,
+    load_average,
+    read_sst2,
+    shown,
+    write_result,
+)
 from tuneforge.export.quantize import quantize_int8
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def after_session(path: Path) -> dict:
@@ -68,7 +74,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=10)
+    add_output_args(ap, RESULTS / "probe_fusion.json")
     args = ap.parse_args()
+    started = guard_output(args.out, args.allow_dirty)
 
     import torch
     from transformers import pipeline
@@ -78,7 +86,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     logging.disable_progress_bar()
-    texts, _ = read_sst2(SST2 / "dev.tsv", args.rows)
+    texts, _ = read_sst2("dev", args.rows)
     with tempfile.TemporaryDirectory() as tmp:
         plain = export_onnx(args.model, Path(tmp) / "plain")
         folders = {f"{kind}_plain": Path(e["folder"]) for kind, e in plain.items()}
@@ -114,16 +122,16 @@ def main() -> None:
             ratios[f"{kind}_{style}_over_pipeline"] = round(p50[f"{kind}_{style}"] / p50["pipeline"], 3)
     agreement = {kind: sum(a == b for a, b in zip(labels[f"{kind}_fused"], labels[f"{kind}_plain"])) / len(texts)
                  for kind in ("onnx_fp32", "onnx_int8")}
-    result = {"benchmark": "probe_fusion", "command": " ".join(["python", *sys.argv]), "rows": len(texts),
+    result = {"benchmark": "probe_fusion", "command": invocation("probes.probe_fusion"), "rows": len(texts),
               "rounds": args.rounds, "p50_ms": p50, "ratios": ratios, "label_agreement_fused_vs_plain": agreement,
               "fused_operators": stats,
               "fp32_graph_after_session_optimizations": sessions,
               "note": "ratios are latency over latency (< 1: the first one is faster); batch 1, every backend "
                       "interleaved per sentence",
               "machine": {**environment(args.threads), "load_average_at_end": load_average()}}
-    out = ROOT / "benchmarks" / "results" / "probe_fusion.json"
-    out.write_text(json.dumps(result, indent=2))
+    path = write_result(args.out, result, started, args.allow_dirty)
     print(json.dumps({"p50_ms": p50, "ratios": ratios, "agreement": agreement}, indent=2))
+    print(f"wrote {shown(path)}")
 
 
 if __name__ == "__main__":

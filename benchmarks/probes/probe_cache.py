@@ -1,6 +1,6 @@
 """Why per-sentence interleaving hurts ONNX int8 more than the pipeline: cache residency of the weights (issue 4).
 
-Usage:  python benchmarks/probe_cache.py [--model runs/bench-sst2-full/run/final] [--rows 300] [--sweep-mb 128]
+Usage:  python -m benchmarks.probes.probe_cache [--model runs/bench-sst2-full/run/final] [--rows 300] [--sweep-mb 128]
 
 bench_infer.py interleaves every backend per sentence, so each call starts after the other backends have streamed
 their own weights through the caches. The int8 model's weights (~24 MB) fit this CPU's 32 MB L3 when it runs
@@ -10,23 +10,30 @@ each SST-2 dev sentence at batch 1 under two conditions, interleaved per sentenc
   swept  a `--sweep-mb` buffer was read just before (what the other backends' weights do in bench_infer)
 and reports p50 per backend and condition, and ONNX int8 / pipeline per condition. If the swept ratio matches
 bench_infer's interleaved one and the warm ratio its dedicated-process one, the gap between the two is the cache.
-Writes benchmarks/results/probe_cache.json.
+Writes benchmarks/results/probe_cache.json (--out).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_infer import SST2, export_onnx, read_sst2
-from envinfo import environment, load_average
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    add_output_args,
+    environment,
+    export_onnx,
+    guard_output,
+    invocation,
+    load_average,
+    read_sst2,
+    shown,
+    write_result,
+)
 
 
 def main() -> None:
@@ -36,7 +43,9 @@ def main() -> None:
     ap.add_argument("--sweep-mb", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=20)
+    add_output_args(ap, RESULTS / "probe_cache.json")
     args = ap.parse_args()
+    started = guard_output(args.out, args.allow_dirty)
 
     import numpy as np
     import torch
@@ -47,7 +56,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     logging.disable_progress_bar()
-    texts, _ = read_sst2(SST2 / "dev.tsv", args.rows)
+    texts, _ = read_sst2("dev", args.rows)
     with tempfile.TemporaryDirectory() as tmp:
         folder = export_onnx(args.model, Path(tmp), kinds=("onnx_int8",))["onnx_int8"]["folder"]
         onnx = tuneforge.load(folder, threads=args.threads)
@@ -70,14 +79,14 @@ def main() -> None:
     ratios = {f"onnx_int8_over_pipeline_{c}": round(p50[f"onnx_int8_{c}"] / p50[f"pipeline_{c}"], 3)
               for c in ("warm", "swept")}
     ratios.update({f"swept_over_warm_{b}": round(p50[f"{b}_swept"] / p50[f"{b}_warm"], 3) for b in call})
-    result = {"benchmark": "probe_cache", "command": " ".join(["python", *sys.argv]), "rows": len(texts),
+    result = {"benchmark": "probe_cache", "command": invocation("probes.probe_cache"), "rows": len(texts),
               "sweep_mb": args.sweep_mb, "p50_ms": p50, "ratios": ratios,
               "note": "ratios here are latency over latency (< 1 for int8 / pipeline: int8 faster); swept_over_warm "
                       "> 1: how much a cold cache costs that backend",
               "machine": {**environment(args.threads), "load_average_at_end": load_average()}}
-    out = ROOT / "benchmarks" / "results" / "probe_cache.json"
-    out.write_text(json.dumps(result, indent=2))
+    path = write_result(args.out, result, started, args.allow_dirty)
     print(json.dumps({"p50_ms": p50, "ratios": ratios}, indent=2))
+    print(f"wrote {shown(path)}")
 
 
 if __name__ == "__main__":

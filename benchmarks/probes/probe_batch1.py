@@ -1,7 +1,7 @@
 """Batch-1 probes behind three inference decisions (issue 4): the export opset, ONNX Runtime spinning, and where
 eager time goes.
 
-Usage:  python benchmarks/probe_batch1.py [--model runs/bench-sst2-full/run/final] [--rows 200]
+Usage:  python -m benchmarks.probes.probe_batch1 [--model runs/bench-sst2-full/run/final] [--rows 200]
 
 SST-2 dev sentences one at a time, p50 ms after 20 warm-up sentences; `tuneforge export` graphs (fp32 and int8).
 1. opset: the same model exported at opset 18 (attention decomposed into ~35 small ops per layer) and 23 (one
@@ -14,7 +14,7 @@ SST-2 dev sentences one at a time, p50 ms after 20 warm-up sentences; `tuneforge
    with the opset-23 int8 session per sentence; the session's spinning mode changes every 25 sentences (rotated),
    and the pipeline's p50 is kept per mode.
 4. torch.profiler over the PyTorch eager fp32 forward at batch 1: the share of self CPU time per op.
-Writes benchmarks/results/probe_batch1.json.
+Writes benchmarks/results/probe_batch1.json (--out).
 """
 from __future__ import annotations
 
@@ -27,9 +27,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_infer import SST2, read_sst2
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    add_output_args,
+    environment,
+    guard_output,
+    invocation,
+    load_average,
+    read_sst2,
+    shown,
+    write_result,
+)
 
 
 def export(model: str, folder: Path, opset: int, int8: bool) -> Path:
@@ -128,8 +137,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(ROOT / "runs" / "bench-sst2-full" / "run" / "final"))
     ap.add_argument("--rows", type=int, default=200)
+    add_output_args(ap, RESULTS / "probe_batch1.json")
     args = ap.parse_args()
-    texts = read_sst2(SST2 / "dev.tsv", args.rows)[0]
+    started = guard_output(args.out, args.allow_dirty)
+    machine = environment(2, ("onnxruntime", "onnx"))
+    texts = read_sst2("dev", args.rows)[0]
     with tempfile.TemporaryDirectory() as tmp:
         opset, spinning, neighbour = onnx_probe(args.model, texts, Path(tmp))
     ratios = {f"opset23_speedup_{k}": round(opset[f"{k}_opset18"] / opset[f"{k}_opset23"], 3) for k in ("fp32", "int8")}
@@ -140,12 +152,13 @@ def main() -> None:
         ratios[f"pipeline_slowdown_beside_spinning_{mode}"] = round(neighbour[f"pipeline_{mode}"] / neighbour["pipeline_off"], 3)
         ratios[f"onnx_int8_over_pipeline_spinning_{mode}"] = round(neighbour[f"onnx_int8_{mode}"] / neighbour[f"pipeline_{mode}"], 3)
     ratios["onnx_int8_over_pipeline_spinning_off"] = round(neighbour["onnx_int8_off"] / neighbour["pipeline_off"], 3)
-    result = {"benchmark": "probe_batch1", "command": " ".join(["python", *sys.argv]), "rows": len(texts),
+    result = {"benchmark": "probe_batch1", "command": invocation("probes.probe_batch1"), "rows": len(texts),
               "onnx_p50_ms": {"opset": opset, "spinning": spinning, "neighbour": neighbour}, "ratios": ratios,
-              "eager_fp32_profile": eager_profile(args.model, texts)}
-    out = ROOT / "benchmarks" / "results" / "probe_batch1.json"
-    out.write_text(json.dumps(result, indent=2))
+              "eager_fp32_profile": eager_profile(args.model, texts),
+              "machine": {**machine, "load_average_at_end": load_average()}}
+    path = write_result(args.out, result, started, args.allow_dirty)
     print(json.dumps(result, indent=2))
+    print(f"wrote {shown(path)}")
 
 
 if __name__ == "__main__":

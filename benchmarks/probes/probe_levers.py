@@ -1,11 +1,11 @@
 """What each fine-tuning speed lever is worth: the same `tuneforge finetune` with every lever on, and with one lever
 switched off at a time (issue 4, "write each lever and its measured effect").
 
-Usage:
-    python benchmarks/probe_levers.py --mode step                     # in-process, interleaved steps (~5 min)
-    python benchmarks/probe_levers.py --mode run                      # whole runs: 4,000 SST-2 rows, 3 rounds (~20 min)
-    python benchmarks/probe_levers.py --mode cost                     # fixed + per-token step cost vs the stock step (~2 min)
-    python benchmarks/probe_levers.py --mode run --train-rows 1000 --rounds 1 --variants all,no_reuse_memory
+Usage (from the repository root):
+    python -m benchmarks.probes.probe_levers --mode step     # in-process, interleaved steps (~5 min)
+    python -m benchmarks.probes.probe_levers --mode run      # whole runs: 4,000 SST-2 rows, 3 rounds (~20 min)
+    python -m benchmarks.probes.probe_levers --mode cost     # fixed + per-token step cost vs the stock step (~2 min)
+    python -m benchmarks.probes.probe_levers --mode run --train-rows 1000 --rounds 1 --variants all,no_reuse_memory
 
 Two modes, because this shared machine moves whole runs by ±8% between neighbours, more than most levers:
   step  One process holds one model + optimizer per variant (the same pretrained weights) and times them on the
@@ -18,26 +18,36 @@ Two modes, because this shared machine moves whole runs by ±8% between neighbou
         stock model, nn.Dropout, last layer at every position, dense fused AdamW, clip_grad_norm_) alternate on the
         same real batches; step seconds = fixed + per-token × padded tokens is fitted for each (least squares).
 
-In `run` mode every run is `python -m tuneforge finetune` with bench_finetune.py's arguments (same rows, hyperparameters and seed,
-fp32, no evaluation during training) in its own child process, which switches its one lever off before the command
-starts. The order of the variants rotates every round; the effect of a lever is the median train seconds with it
-off over the median with everything on (> 1: the lever saves that factor). Train seconds are summary.json's:
+Every variant is a `runtime.levers` value (tuneforge.config.levers: `all`, `none`, a comma list of levers to turn
+on, or `all,-name` to turn one off); nothing is patched. In `run` mode every run is `python -m tuneforge finetune`
+with bench_finetune's arguments (same rows, hyperparameters and seed, fp32, no evaluation during training) plus
+`--set runtime.levers=<value>`, in its own child process. In `step` and `cost` mode each variant's model and
+optimizer are built in this process from the parsed setting (`parse_levers`) through TuneForge's public functions,
+as the training session does: `train.session.apply_levers(model, runtime)` (dropout, attention, first token),
+`row_table(model, ids)`, `build_optimizer(..., table, fused=...)`.
+In `run` mode the order of the variants rotates every round; the effect of a lever is the median train seconds with
+it off over the median with everything on (> 1: the lever saves that factor). Train seconds are summary.json's:
 loading, tokenizing and the closing evaluation are outside. Dev accuracy is reported to show the levers do not move
 it beyond a seed's noise (the dropout levers draw different random masks, so single runs differ a little).
 
-Variants (how the child switches the lever off):
-  all                 nothing: the shipped defaults
-  no_first_token      the last layer runs at every position (objectives.first_token_only → a no-op)
-  no_fast_dropout     PyTorch's nn.Dropout and SDPA's own attention dropout (use_fast_dropout → a no-op)
-  no_fast_attention   FastDropout modules, but SDPA's own attention dropout (use_fast_dropout(..., attention=False))
-  no_fused_adamw      foreach AdamW (dense embedding gradient too: foreach has no row path)
-  no_embedding_rows   the word embedding trained densely (sparse_rows.row_table → None): a vocabulary-sized gradient,
+Variants (name: runtime.levers value; see LEVERS_OF):
+  all                 all: the shipped defaults
+  no_first_token      all,-first_token: the last layer runs at every position
+  no_fast_dropout     all,-fast_dropout: PyTorch's nn.Dropout and SDPA's own attention dropout (fast_attention needs
+                      fast_dropout's masks, so it is off too)
+  no_fast_attention   all,-fast_attention: FastDropout modules, but SDPA's own attention dropout
+  no_fused_adamw      all,-fused_adamw,-embedding_rows: PyTorch's default AdamW; the row table's optimizer is a fused
+                      AdamW, so the embedding trains densely too (as this variant always measured)
+  no_embedding_rows   all,-embedding_rows: the word embedding trained densely: a vocabulary-sized gradient,
                       clip_grad_norm_ and fused AdamW over every row
-  no_reuse_memory     runtime.reuse_memory=false (glibc returns freed blocks; they fault back in)
-  no_length_grouping  shuffled batches without sorting inside mega-batches (more padding)
+  no_reuse_memory     all,-reuse_memory: glibc returns freed blocks; they fault back in (run mode only: per process)
+  no_length_grouping  all,-length_grouping: plainly shuffled batches (more padding; run mode only)
+  cost mode's stock   --stock-levers (default `fused_adamw`: the strongest Trainer's step keeps fused AdamW, which
+                      is transformers' default optimizer on torch >= 2.8; `--stock-levers none` for PyTorch's
+                      default AdamW as well)
 Writes benchmarks/results/probe_levers_<rows>.json (`run`) or probe_levers_step.json (`step`; with another
-`--train-rows`, probe_levers_step_<rows>.json) or probe_levers_cost.json (`cost`); work files go to
-runs/probe-levers-<rows>/.
+`--train-rows`, probe_levers_step_<rows>.json) or probe_levers_cost.json (`cost`), `_bf16` before `.json` with
+--precision bf16, or --out; work files go to runs/probe-levers-<rows>/.
 """
 from __future__ import annotations
 
@@ -49,71 +59,49 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_finetune import RESULTS, ROOT, emit, prepare_data, run_marked, tuneforge_args
-from envinfo import environment, load_average
+from benchmarks.common import (
+    HP,
+    RESULTS,
+    ROOT,
+    add_output_args,
+    emit,
+    environment,
+    guard_output,
+    invocation,
+    load_average,
+    module_cmd,
+    prepare_finetune_data,
+    run_marked,
+    shown,
+    sst2_frames,
+    sst2_subset,
+    tuneforge_args,
+    write_result,
+)
 
 PHASES = ("forward", "backward", "clip", "optimizer")  # step mode: where each variant's time goes
+# Each variant as a runtime.levers value (module doc). no_fused_adamw also trains the embedding densely: the row
+# table's optimizer is a fused AdamW.
+LEVERS_OF = {"all": "all", "no_first_token": "all,-first_token", "no_fast_dropout": "all,-fast_dropout",
+             "no_fast_attention": "all,-fast_attention", "no_fused_adamw": "all,-fused_adamw,-embedding_rows",
+             "no_embedding_rows": "all,-embedding_rows", "no_reuse_memory": "all,-reuse_memory",
+             "no_length_grouping": "all,-length_grouping"}
+VARIANTS = tuple(LEVERS_OF)
+# step mode: the levers that act inside one model + optimizer (reuse_memory is per process, length_grouping changes
+# the batches: whole runs only)
 STEP_VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fast_attention", "no_fused_adamw", "no_embedding_rows")
-# cost mode: "stock" is the step the strongest Trainer runs (stock model, nn.Dropout and SDPA's attention dropout,
-# dense fused AdamW, clip_grad_norm_)
-OFF = {"all": set(), "stock": {"first_token", "fast_dropout", "fast_attention", "embedding_rows"}}
-VARIANTS = ("all", "no_first_token", "no_fast_dropout", "no_fast_attention", "no_fused_adamw", "no_embedding_rows",
-            "no_reuse_memory", "no_length_grouping")
-
-
-def switch_off(variant: str) -> list[str]:
-    """Patch this (child) process so `variant`'s lever is off; returns extra `--set` arguments."""
-    from contextlib import nullcontext
-    from functools import partial
-
-    import torch
-
-    if variant == "no_first_token":
-        import tuneforge.train.objectives as objectives
-
-        objectives.first_token_only = lambda model: nullcontext()
-    elif variant == "no_fast_dropout":
-        import tuneforge.recipes.finetune as finetune
-
-        finetune.use_fast_dropout = lambda model: 0
-    elif variant == "no_fast_attention":
-        import tuneforge.recipes.finetune as finetune
-
-        finetune.use_fast_dropout = partial(finetune.use_fast_dropout, attention=False)
-    elif variant == "no_fused_adamw":
-        import tuneforge.recipes.finetune as finetune
-
-        def foreach_adamw(model, lr, weight_decay, sparse=None):
-            decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-            rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-            return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                      {"params": rest, "weight_decay": 0.0}], lr=lr, foreach=True)
-
-        finetune.build_optimizer = foreach_adamw
-        finetune.row_table = lambda model, ids: None  # the row table rides on the fused step
-    elif variant == "no_embedding_rows":
-        import tuneforge.recipes.finetune as finetune
-
-        finetune.row_table = lambda model, ids: None
-    elif variant == "no_length_grouping":
-        import tuneforge.data.encode as encode
-
-        encode.length_grouped_batches = partial(encode.length_grouped_batches, mega=1)  # sorted within one batch only
-    elif variant == "no_reuse_memory":
-        return ["--set", "runtime.reuse_memory=false"]
-    elif variant != "all":
-        raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    return []
+# cost mode: the step the strongest Trainer runs: stock model, nn.Dropout and SDPA's attention dropout, the last layer
+# at every position, a dense embedding, clip_grad_norm_, and fused AdamW (transformers' default on torch >= 2.8)
+STOCK_LEVERS = "fused_adamw"
 
 
 def child(args) -> None:
+    """One whole `tuneforge finetune` run with `--set runtime.levers=<the variant's value>`, in this process (the
+    CLI's own entry point) so the peak RSS emit() reports is the run's own."""
     work = Path(args.work)
-    extra = switch_off(args.child)
     out = work / "run"
-    argv = tuneforge_args(work, 1.0, args.threads, args.seed)
-    argv[argv.index("--output") + 1] = str(out)
-    sys.argv = ["tuneforge", *argv, "--set", "eval.baseline=false", *extra]
+    argv = tuneforge_args(work, 1.0, args.threads, args.seed, output=out, levers=LEVERS_OF[args.child])
+    sys.argv = ["tuneforge", *argv, "--set", "eval.baseline=false"]
     from tuneforge.cli import main
 
     main()
@@ -123,8 +111,8 @@ def child(args) -> None:
 
 
 def run_variant(variant: str, args, round_: int) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant, "--work", str(args.work),
-           "--threads", str(args.threads), "--seed", str(args.seed)]
+    cmd = module_cmd("probes.probe_levers", "--child", variant, "--work", str(args.work),
+                     "--threads", str(args.threads), "--seed", str(args.seed))
     name = f"{variant}-r{round_}"
     return run_marked(cmd, Path(args.work) / "logs" / f"{name}.log", name)
 
@@ -140,64 +128,50 @@ def summarize(raw: dict) -> tuple[dict, dict]:
 
 
 def step_setup(args, phases: dict):
-    """(build, data, batches, embedding rows): build(variant) → step(index), one model + optimizer per variant in
-    this process, timing its phases into phases[variant]; the SST-2 subset's length-grouped batches of epoch 0;
-    how many word-embedding rows the row table holds."""
-    from contextlib import nullcontext
-
+    """(build, data, batches, embedding rows): build(name, levers) → step(index), one model + optimizer per variant in
+    this process built from a runtime.levers value, timing its phases into phases[name]; the SST-2 subset's
+    length-grouped batches of epoch 0; how many word-embedding rows the row table holds."""
     import numpy as np
     import torch
-    from bench_finetune import HP, read_sst2
 
-    import tuneforge.train.objectives as objectives
+    from tuneforge.config.levers import parse_levers
     from tuneforge.config.schema import RuntimeConfig
     from tuneforge.data.encode import LengthGroupedBatches, encode_texts
     from tuneforge.data.labels import LabelSpace
     from tuneforge.model.build import load_classifier, load_tokenizer
-    from tuneforge.model.dropout import use_fast_dropout
+    from tuneforge.train.objectives import make_objective
     from tuneforge.train.optim import build_optimizer
     from tuneforge.train.runtime import make_accelerator
+    from tuneforge.train.session import apply_levers
     from tuneforge.train.sparse_rows import clip_gradients, row_table
 
     # fp32 by default, as bench_finetune's runs (auto would pick bf16 on CPUs with native bf16); --precision bf16
-    # runs forward and backward in Accelerate's autocast, as the training loop does
+    # runs forward and backward in Accelerate's autocast, as the training loop does. The process-wide levers
+    # (reuse_memory) are the defaults, the same for every variant.
     accelerator = make_accelerator(RuntimeConfig(device="cpu", threads=args.threads, precision=args.precision))
-    train, _ = read_sst2()
-    subset = train.sample(n=args.train_rows, random_state=args.data_seed)
+    train, _ = sst2_frames()
+    subset = sst2_subset(train, args.train_rows, args.data_seed)
     labels = LabelSpace.from_labels(sorted(set(subset["label"])))
     tokenizer = load_tokenizer(HP["model"])
     encoded = encode_texts(tokenizer, subset["sentence" if "sentence" in subset else "text"].tolist(), HP["max_length"],
                            labels.encode(subset["label"].tolist()))
     data = LengthGroupedBatches(encoded, tokenizer.pad_token_id or 0)
     batches = data.batches(HP["batch_size"], args.seed, 0)
-    plain_step = objectives.make_objective("classification", multi_label=False)
+    # the training objective: the first-token layer acts only on a model use_first_token() enabled
+    objective = make_objective("classification", multi_label=False)
     train_ids = [tokenizer.pad_token_id or 0, *(i for row in encoded.input_ids for i in row)]  # as finetune()
 
-    def no_first_token_step(model, batch):
-        saved, objectives.first_token_only = objectives.first_token_only, lambda m: nullcontext()
-        try:
-            return plain_step(model, batch)
-        finally:
-            objectives.first_token_only = saved
-
-    def build(variant: str):
+    def build(name: str, levers: str):
+        """One model + optimizer with the levers `levers` turns on, built as the training session builds them."""
+        on = parse_levers(levers)
         torch.manual_seed(args.seed)
-        model = load_classifier(HP["model"], labels)
-        off = OFF.get(variant, {variant[3:]})
-        if "fast_dropout" not in off:
-            use_fast_dropout(model, attention="fast_attention" not in off)
-        model.train()
-        if "fused_adamw" in off:
-            decay = [p for p in model.parameters() if p.ndim >= 2]
-            rest = [p for p in model.parameters() if p.ndim < 2]
-            optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": HP["weight_decay"]},
-                                           {"params": rest, "weight_decay": 0.0}], lr=HP["learning_rate"], foreach=True)
-        else:
-            table = row_table(model, train_ids) if "embedding_rows" not in off else None
-            optimizer = build_optimizer(model, HP["learning_rate"], HP["weight_decay"], table)
+        model = apply_levers(load_classifier(HP["model"], labels), RuntimeConfig(levers=levers)).train()
+        # the row table's optimizer is a fused AdamW: no table without the fused_adamw lever
+        table = row_table(model, train_ids) if {"embedding_rows", "fused_adamw"} <= on else None
+        optimizer = build_optimizer(model, HP["learning_rate"], HP["weight_decay"], table,
+                                    fused="fused_adamw" in on)
         optimizer = accelerator.prepare_optimizer(optimizer)
-        objective = no_first_token_step if "first_token" in off else plain_step
-        spent = phases.setdefault(variant, dict.fromkeys(PHASES, 0.0))
+        spent = phases.setdefault(name, dict.fromkeys(PHASES, 0.0))
 
         def step(index: np.ndarray) -> None:
             with accelerator.autocast():
@@ -223,7 +197,7 @@ def step_probe(args) -> dict:
     phases: dict[str, dict[str, float]] = {}
     build, _, batches, embedding_rows = step_setup(args, phases)
     variants = ["all", *[v for v in args.variants.split(",") if v in STEP_VARIANTS and v != "all"]]
-    steps = {v: build(v) for v in variants}
+    steps = {v: build(v, LEVERS_OF[v]) for v in variants}
     for index in batches[:3]:  # warm-up: allocator, caches, optimizer state
         for step in steps.values():
             step(index)
@@ -246,7 +220,7 @@ def step_probe(args) -> dict:
                       round(max(a / b for a, b in zip(seconds[v], seconds["all"])), 3)]
               for v in variants if v != "all"}
     return {"benchmark": "probe_levers_step", "train_rows": args.train_rows, "rounds": rounds, "steps_per_round": k,
-            "embedding_rows": embedding_rows,
+            "embedding_rows": embedding_rows, "levers": {v: LEVERS_OF[v] for v in variants},
             "ratios": ratios, "targets_met": {"every_lever_saves_time": all(x > 1.0 for x in ratios.values())},
             "note": "ratio = median over rounds of (step seconds with the lever off ÷ with every lever on), the "
                     "same batches interleaved in one process (> 1: the lever helps); spread = min and max per round",
@@ -256,8 +230,8 @@ def step_probe(args) -> dict:
                                      for v, spent in phases.items()},
             "phase_note": "mean ms per timed step in each phase (forward, backward, clip, optimizer step + zero_grad), "
                           "summed over the same interleaved rounds: a lever should move only its own phases",
-            "command": " ".join(["python", *sys.argv]), "machine": {**environment(args.threads),
-                                                                  "load_average_at_end": load_average()}}
+            "command": invocation("probes.probe_levers"), "machine": {**environment(args.threads),
+                                                                    "load_average_at_end": load_average()}}
 
 
 def cost_probe(args) -> dict:
@@ -265,8 +239,9 @@ def cost_probe(args) -> dict:
     import numpy as np
 
     build, data, batches, _ = step_setup(args, {})
-    variants = tuple(OFF)
-    steps = {v: build(v) for v in variants}
+    levers = {"all": "all", "stock": args.stock_levers}
+    variants = tuple(levers)
+    steps = {v: build(v, levers[v]) for v in variants}
     for index in batches[:3]:  # warm-up: allocator, caches, optimizer state
         for step in steps.values():
             step(index)
@@ -291,13 +266,14 @@ def cost_probe(args) -> dict:
               "stock_over_all_per_token": round(fits["stock"]["us_per_padded_token"] /
                                                 fits["all"]["us_per_padded_token"], 3)}
     return {"benchmark": "probe_levers_cost", "train_rows": args.train_rows, "batches": len(chosen),
-            "mean_padded_tokens_per_step": round(mean_tokens, 1), "fits": fits, "ratios": ratios,
+            "mean_padded_tokens_per_step": round(mean_tokens, 1), "fits": fits, "ratios": ratios, "levers": levers,
             "note": "least-squares fit of step seconds = fixed + per-token × padded tokens over the same real "
-                    "SST-2 batches, the two steps alternating; stock = the strongest Trainer's step (stock model, "
-                    "nn.Dropout, the last layer at every position, dense fused AdamW, clip_grad_norm_), "
-                    "without the Trainer's own loop and collator",
-            "command": " ".join(["python", *sys.argv]), "machine": {**environment(args.threads),
-                                                                  "load_average_at_end": load_average()}}
+                    "SST-2 batches, the two steps alternating; stock = runtime.levers " + args.stock_levers
+                    + (" = the strongest Trainer's step (stock model, nn.Dropout, the last layer at every position, "
+                       "dense fused AdamW, clip_grad_norm_)" if args.stock_levers == STOCK_LEVERS else "")
+                    + ", without the Trainer's own loop and collator",
+            "command": invocation("probes.probe_levers"), "machine": {**environment(args.threads),
+                                                                    "load_average_at_end": load_average()}}
 
 
 def main() -> None:
@@ -316,43 +292,50 @@ def main() -> None:
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="step and cost modes: every step in this precision (bf16: Accelerate's autocast); the "
                          "results file gets a _bf16 suffix")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--stock-levers", default=STOCK_LEVERS,
+                    help="cost mode: the runtime.levers value of the stock step (default fused_adamw: the strongest "
+                         "Trainer's step; none: PyTorch's default AdamW too)")
+    add_output_args(ap, None)
+    ap.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
     if args.precision != "fp32" and args.mode == "run":
-        raise SystemExit("--precision is for the step and cost modes (whole runs: bench_finetune.py --precision)")
+        raise SystemExit("--precision is for the step and cost modes (whole runs: benchmarks.bench_finetune --precision)")
     suffix = "" if args.precision == "fp32" else f"_{args.precision}"
     if args.mode == "cost":
+        out = args.out or RESULTS / f"probe_levers_cost{suffix}.json"
+        started = guard_output(out, args.allow_dirty)
         args.rounds = args.rounds or 12
         result = {**cost_probe(args), "precision": args.precision}
-        out = RESULTS / f"probe_levers_cost{suffix}.json"
-        out.write_text(json.dumps(result, indent=2))
+        path = write_result(out, result, started, args.allow_dirty)
         for v, fit in result["fits"].items():
             print(f"{v:<6} {fit['fixed_ms']:6.1f} ms + {fit['us_per_padded_token']:6.1f} µs × padded tokens "
                   f"(r² {fit['r2']}), mean step {fit['mean_step_ms']} ms")
-        print(f"wrote {out.relative_to(ROOT)}")
+        print(f"wrote {shown(path)}")
         return None
     if args.mode == "step":
+        out = args.out or RESULTS / ("probe_levers_step" + ("" if args.train_rows == 4000 else f"_{args.train_rows}")
+                                     + f"{suffix}.json")
+        started = guard_output(out, args.allow_dirty)
         args.rounds = args.rounds or 12
         result = {**step_probe(args), "precision": args.precision}
-        out = RESULTS / ("probe_levers_step" + ("" if args.train_rows == 4000 else f"_{args.train_rows}")
-                         + f"{suffix}.json")
-        out.write_text(json.dumps(result, indent=2))
+        path = write_result(out, result, started, args.allow_dirty)
         for lever, ratio in result["ratios"].items():
             print(f"{lever:<16} off costs {ratio:.3f}×  (rounds {result['spread'][lever][0]}–{result['spread'][lever][1]})")
-        print(f"wrote {out.relative_to(ROOT)}")
+        print(f"wrote {shown(path)}")
         return None
     args.rounds = args.rounds or 3
     variants = ["all", *[v for v in args.variants.split(",") if v and v != "all"]]
     for v in variants:
         if v not in VARIANTS:
             raise SystemExit(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    out = args.out or RESULTS / f"probe_levers_{args.train_rows}.json"
+    started = guard_output(out, args.allow_dirty)
     args.work = str(ROOT / "runs" / f"probe-levers-{args.train_rows}")
     machine = environment(args.threads)
-    data = prepare_data(argparse.Namespace(train_rows=args.train_rows, data_seed=args.data_seed, dev_rows=0,
-                                           eval_rows=[1]), Path(args.work) / "data")
+    data = prepare_finetune_data(args.train_rows, args.data_seed, Path(args.work) / "data")
     raw, orders = {v: [] for v in variants}, []
     for k in range(args.rounds):
         order = variants[k % len(variants):] + variants[:k % len(variants)]
@@ -364,15 +347,14 @@ def main() -> None:
               "ratios": ratios,
               "targets_met": {"every_lever_saves_time": all(r > 1.0 for r in ratios.values())},
               "note": "ratio = median train seconds with the lever off ÷ with every lever on (> 1: the lever helps)",
-              "runs": runs, "command": " ".join(["python", *sys.argv]),
+              "levers": {v: LEVERS_OF[v] for v in variants}, "runs": runs, "command": invocation("probes.probe_levers"),
               "machine": {**machine, "load_average_at_end": load_average()}}
-    out = RESULTS / f"probe_levers_{args.train_rows}.json"
-    out.write_text(json.dumps(result, indent=2))
+    path = write_result(out, result, started, args.allow_dirty)
     width = max(len(v) for v in runs)
     for v, r in runs.items():
         effect = "" if v == "all" else f"  off costs {ratios[v[3:]]:.3f}×"
         print(f"{v:<{width}}  {r['train_seconds']:6.2f} s  acc {r['dev_accuracy']:.4f}{effect}")
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {shown(path)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""The speed levers by name: what each does, and the `runtime.levers` setting that turns them on and off.
+
+Every lever leaves the science alone: the same model, data, loss and optimizer, computed faster (or, for
+fast_dropout and fast_attention, the same dropout distribution from a cheaper random source). `none` is the stock
+transformers + PyTorch computation, for anyone who doubts a lever. benchmarks/probes/probe_levers.py measures
+what each one is worth by switching it off alone.
+"""
+from __future__ import annotations
+
+LEVERS: dict[str, str] = {
+    "embedding_rows": "CPU, one process: the word embedding trains as the rows the training texts use (no dense "
+                      "vocabulary-sized gradient); exact up to rounding. Its optimizer is fused AdamW, so it "
+                      "needs fused_adamw on.",
+    "first_token": "A sequence classifier's last layer is computed at the first token only, the one its head reads "
+                   "(training, evaluation, prediction and export); exact up to rounding.",
+    "fast_dropout": "CPU dropout masks from numpy's SFC64 bits instead of torch's bernoulli_ (same distribution).",
+    "fast_attention": "CPU training: attention-probability dropout from the same cheap masks, in TuneForge's attention "
+                      "function instead of SDPA's math path.",
+    "fused_adamw": "AdamW as one fused kernel per parameter group instead of PyTorch's per-parameter loop.",
+    "reuse_memory": "glibc: freed memory stays in the process for the next step instead of being unmapped and "
+                    "page-faulted back (about 12,000 page faults per step of the default model).",
+    "length_grouping": "Training batches of similar length (shuffled mega-batches sorted by length), so less padding "
+                       "is computed; off: plain shuffled batches.",
+}
+
+
+def parse_levers(spec: str) -> frozenset[str]:
+    """`all`, `none`, a comma list of levers to turn on (`first_token,fused_adamw`), or `all,-x,-y` to turn some off.
+    Raises ValueError naming the unknown lever."""
+    on: set[str] = set()
+    for raw in str(spec).split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name = item.lstrip("-+")
+        if name == "all" and not item.startswith("-"):
+            on |= set(LEVERS)
+        elif name == "none" and not item.startswith("-"):
+            on.clear()
+        elif name in LEVERS:
+            (on.discard if item.startswith("-") else on.add)(name)
+        else:
+            raise ValueError(f"unknown lever '{name}': use all, none, or a comma list of {', '.join(LEVERS)} "
+                             "(prefix one with - to switch it off, e.g. all,-fused_adamw)")
+    return frozenset(on)
