@@ -1,13 +1,28 @@
 """The fine-tune's quick data check and its report notes (duplicates, conflicts, leakage, redacted PII)."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from tuneforge.config import FinetuneConfig
 from tuneforge.data.splits import Split
-from tuneforge.recipes.finetune import _notes, _quick_check
+from tuneforge.model.manifest import RunSummary
+from tuneforge.recipes.classifier_outputs import _notes
+from tuneforge.recipes.finetune import _quick_check
 
-MAIN = SimpleNamespace(is_main_process=True)
+
+class _Main:
+    """What _quick_check uses of the session: say() on the main process."""
+    is_main = True
+
+    def say(self, msg: str) -> None:
+        import sys
+
+        print(msg, file=sys.stderr)
+
+
+MAIN = _Main()
+
+
+def _summary(**fields) -> RunSummary:
+    return RunSummary(task="classification", run_dir="r", final="r/final", metrics={}, steps=0, **fields)
 
 
 def _splits():
@@ -24,7 +39,7 @@ def test_quick_check_counts_duplicates_conflicts_and_leakage(capsys):
     assert found["leakage"] == 1  # "bad plot" is in train and test
     assert found["duplicates"] >= 2  # "good film" twice, "dull" twice
     assert "data check:" in capsys.readouterr().err
-    note = _notes(_splits(), {"warning": None, "vocab_added": 0, "data_check": found})
+    note = _notes(_splits(), _summary(data_check=found))
     assert any("1 validation/test texts also in train" in n for n in note)
 
 
@@ -34,10 +49,10 @@ def test_quick_check_off_and_clean_data_adds_no_note():
     clean = {"train": Split("train", ["a b", "c d"], ["x", "y"], "t.csv")}
     found = _quick_check(FinetuneConfig.model_validate({"data": {"train": "t.csv"}}), clean, MAIN)
     assert found == {"duplicates": 0, "conflicts": 0, "leakage": 0}
-    assert _notes(clean, {"warning": None, "vocab_added": 0, "data_check": found}) == []
+    assert _notes(clean, _summary(data_check=found)) == []
 
 
 def test_notes_list_redacted_personal_data():
     split = Split("train", ["[EMAIL] wrote"], ["x"], "t.csv", pii={"EMAIL": 1, "PHONE": 0})
-    notes = _notes({"train": split}, {"warning": None, "vocab_added": 0, "data_check": None})
+    notes = _notes({"train": split}, _summary())
     assert notes == ["Personal data redacted in train (t.csv): EMAIL 1."]
