@@ -77,7 +77,7 @@ def validate(raw: dict[str, Any], schema: type[C], source: str = "config") -> C:
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             raise UserError(f"{source}: unknown key '{key}'.{closest(key, dotted_keys(schema))}") from None
-        raise UserError(f"{source}: {key}: {err['msg']} (got {err.get('input')!r}).") from None
+        raise UserError(f"{source}: {key}: {err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r}).") from None
 
 
 def load_config(path: str | Path | None, schema: type[C], overrides: list[str] | None = None,

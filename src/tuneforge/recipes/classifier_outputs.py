@@ -2,6 +2,7 @@
 analysis of the report split, the manifest, the model card, final/ and the report."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.data.labels import LabelSpace
@@ -14,9 +15,17 @@ from tuneforge.evaluate.report import write_report
 from tuneforge.model.manifest import Manifest, RunSummary, package_versions
 
 
-def final_evaluation(cfg, evaluate, model, labels: LabelSpace, encoded: dict):
-    """Metrics and per-row outputs on validation and test, in fp32; (temperature, why not), the temperature also
-    set on `model.config` (the unwrapped model), where predict() reads it."""
+@dataclass
+class FinalEvaluation:
+    metrics: dict  # split → metrics
+    rows: dict  # split → RowOutputs (per-row logits, predictions, labels)
+    temperature: float | None  # fitted on validation; None when not fitted...
+    why_not: str | None  # ...and why
+
+
+def final_evaluation(cfg, evaluate, model, labels: LabelSpace, encoded: dict) -> FinalEvaluation:
+    """Metrics and per-row outputs on validation and test, in fp32, and the temperature fitted on validation (also
+    set on `model.config`, the unwrapped model, where predict() reads it)."""
     metrics, rows = {}, {}
     for name in ("validation", "test"):
         if name in encoded:
@@ -34,10 +43,10 @@ def final_evaluation(cfg, evaluate, model, labels: LabelSpace, encoded: dict):
         else:
             # Without a single mistake the NLL falls forever as T → 0: any fitted T would be the search bound.
             why = "the validation set has no mistakes, so a temperature cannot be fitted on it"
-    return metrics, rows, (temperature, why)
+    return FinalEvaluation(metrics, rows, temperature, why)
 
 
-def _analysis(cfg, splits, labels: LabelSpace, split: str, rows: dict, fitted: tuple) -> dict:
+def _analysis(cfg, splits, labels: LabelSpace, split: str, final: FinalEvaluation) -> dict:
     """Report sections for the report split: CI, calibration, worst errors, baseline."""
     baseline = None
     if cfg.eval.baseline and labels.multi_label:
@@ -46,10 +55,9 @@ def _analysis(cfg, splits, labels: LabelSpace, split: str, rows: dict, fitted: t
         baseline = run_baseline(splits["train"].texts, labels.encode(splits["train"].labels).tolist(),
                                 splits[split].texts, labels.encode(splits[split].labels).tolist(), labels.names,
                                 seed=cfg.train.seed)
-    temperature, why = fitted
     fitted_on = "validation" if split != "validation" else "validation (the same rows it is measured on)"
-    return analyse(rows.get(split), splits[split].texts, labels.names, temperature=temperature or 1.0,
-                   fitted_on=fitted_on if temperature else "none", note=why,
+    return analyse(final.rows.get(split), splits[split].texts, labels.names, temperature=final.temperature or 1.0,
+                   fitted_on=fitted_on if final.temperature else "none", note=final.why_not,
                    bootstrap_samples=cfg.eval.bootstrap_samples, seed=cfg.train.seed,
                    row_numbers=splits[split].rows, baseline=baseline)
 
@@ -88,13 +96,13 @@ def _manifest(session, splits, labels: LabelSpace, summary: RunSummary, checksum
         temperature=calibration["temperature"] if calibration and calibration["fitted_on"] != "none" else None)
 
 
-def write_outputs(session, model, tokenizer, splits, labels: LabelSpace, summary: RunSummary, rows: dict,
-                  fitted: tuple, checksums: list[float]) -> RunSummary:
+def write_outputs(session, model, tokenizer, splits, labels: LabelSpace, summary: RunSummary,
+                  final: FinalEvaluation, checksums: list[float]) -> RunSummary:
     """final/ (model, manifest, model card) and report/ for the report split (test, else validation); returns the
     summary with the analysis and the report's path."""
     cfg = session.cfg
     split = "test" if "test" in summary.metrics else "validation"
-    analysis = _analysis(cfg, splits, labels, split, rows, fitted)
+    analysis = _analysis(cfg, splits, labels, split, final)
     summary = summary.model_copy(update={"calibration": calibration_scalars(analysis["calibration"]),
                                          "baseline": baseline_scalars(analysis["baseline"]), "ci": analysis["ci"],
                                          "report_split": split})

@@ -3,12 +3,13 @@ calibrate → final/ (with its model card) and the report (with the TF-IDF basel
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import torch
 from accelerate.utils import set_seed
 
 from tuneforge.config import FinetuneConfig
-from tuneforge.data.coverage import measure_coverage
+from tuneforge.data.coverage import Coverage, measure_coverage
 from tuneforge.data.encode import encode_texts
 from tuneforge.data.labels import LabelSpace
 from tuneforge.data.quality import check_splits
@@ -30,9 +31,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     session = Session(cfg, resume, overwrite)
     splits, labels, targets = _load_data(cfg)
     data_check = _quick_check(cfg, splits, session)
-    tokenizer, model, coverage, warning, added = _build_model(cfg, splits, labels, session)
-    session.apply_levers(model)
-    cfg, why = resolve_auto(cfg, len(splits["train"].texts), model.config.hidden_size, bool(added), world_size())
+    built = _build_model(cfg, splits, labels, session)
+    tokenizer, model = built.tokenizer, session.apply_levers(built.model)
+    cfg, why = resolve_auto(cfg, len(splits["train"].texts), model.config.hidden_size, bool(built.added),
+                            world_size())
     cfg = session.resolve(cfg, why)
     session.write("split.json", json.dumps(split_record(splits)))
     encoded = {name: encode_texts(tokenizer, s.texts, cfg.data.max_length, targets[name]) for name, s in splits.items()}
@@ -54,14 +56,14 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
 
     # The best weights in fp32, without Accelerate's autocast wrapper, as everything that loads final/ runs them.
     final_model = session.accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
-    metrics, rows, fitted = final_evaluation(cfg, evaluate, final_model, labels, encoded)
-    summary = session.summary("classification", result, metrics, vocab_added=len(added), coverage=coverage.summary(),
-                              warning=warning, data_check=data_check)
+    final = final_evaluation(cfg, evaluate, final_model, labels, encoded)
+    summary = session.summary("classification", result, final.metrics, vocab_added=len(built.added),
+                              coverage=built.coverage.summary(), warning=built.warning, data_check=data_check)
     checksum = torch.tensor([sum(p.detach().double().sum().item() for p in final_model.parameters())],
                             device=session.accelerator.device)
     checksums = session.accelerator.gather(checksum).tolist()  # one per process: DDP keeps them equal
     if session.is_main:
-        summary = write_outputs(session, final_model, tokenizer, splits, labels, summary, rows, fitted, checksums)
+        summary = write_outputs(session, final_model, tokenizer, splits, labels, summary, final, checksums)
     return session.finish(summary)
 
 
@@ -88,7 +90,16 @@ def _quick_check(cfg: FinetuneConfig, splits, session: Session) -> dict | None:
     return problems
 
 
-def _build_model(cfg: FinetuneConfig, splits, labels: LabelSpace, session: Session):
+@dataclass
+class _Built:
+    tokenizer: object
+    model: torch.nn.Module
+    coverage: Coverage
+    warning: str | None  # the tokenizer does not cover this text (None: it does)
+    added: list[str]  # tokens added to the vocabulary
+
+
+def _build_model(cfg: FinetuneConfig, splits, labels: LabelSpace, session: Session) -> _Built:
     """Tokenizer coverage check, then the model — with an extended vocabulary when the tokenizer misses the script."""
     tokenizer = load_tokenizer(cfg.model.name)
     coverage = measure_coverage(tokenizer, splits["train"].texts)
@@ -102,4 +113,4 @@ def _build_model(cfg: FinetuneConfig, splits, labels: LabelSpace, session: Sessi
     if added:
         after = measure_coverage(tokenizer, splits["train"].texts)
         session.say(f"vocabulary: added {len(added)} tokens; [UNK] rate {coverage.unk_rate:.1%} → {after.unk_rate:.1%}")
-    return tokenizer, model, coverage, warning, added
+    return _Built(tokenizer, model, coverage, warning, added)
