@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup quickstart test test-slow bench clean
+.PHONY: setup quickstart test test-fast test-slow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,9 +19,15 @@ setup: $(STAMP)
 quickstart: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/tuneforge quickstart --output runs/quickstart
 
+# The whole suite (what CI runs).
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
 
+# The quick part: everything not marked slow.
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+# Only the slow tests.
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 

@@ -23,12 +23,21 @@ from benchmarks.common import RESULTS, ROOT, judge_finetune, judge_infer, paired
 START, END = "<!-- bench-table -->", "<!-- /bench-table -->"
 
 
+# The code the README cites: results measured on a clean tree at one of these commits. Every other file in
+# benchmarks/results/ (earlier code, a dirty tree, no git sha) is named under the table, not cited in it.
+CURRENT_SHAS: set[str] = set()
+MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
+
+
 def _mark(*results: dict) -> str:
-    """" (dirty tree)" when any of `results` was written from a dirty tree, " (no git sha)" when any lacks a sha."""
+    """" (dirty tree)" when any of `results` was written from a dirty tree, " (no git sha)" when any lacks a sha,
+    " (earlier code)" when any was measured on a commit outside CURRENT_SHAS."""
     gits = [result_git(r) for r in results]
     if any(dirty for _, dirty in gits):
-        return " (dirty tree)"
-    return " (no git sha)" if any(sha is None for sha, _ in gits) else ""
+        return MARKS[0]
+    if any(sha is None for sha, _ in gits):
+        return MARKS[1]
+    return MARKS[2] if any(sha not in CURRENT_SHAS for sha, _ in gits) else ""
 
 
 def _sst2_rows() -> list[str]:
@@ -185,9 +194,14 @@ def _ratio_rows() -> list[str]:
 
 
 def render() -> str:
-    lines = [START, "| benchmark | result | file |", "|---|---|---|"] + _sst2_rows() + _chinese_rows()
-    lines += _pretrain_rows() + _ratio_rows() + [END]
-    return "\n".join(lines)
+    rows = _sst2_rows() + _chinese_rows() + _pretrain_rows() + _ratio_rows()
+    current = [r for r in rows if not any(m in r for m in MARKS)]
+    older = sorted({f for r in rows if any(m in r for m in MARKS) for f in re.findall(r"`([\w.-]+\.json)`", r)})
+    lines = [START, "| benchmark | result | file |", "|---|---|---|"] + current
+    if older:
+        lines += ["", f"Not cited (measured on earlier code, a dirty tree or without a git sha; not rerun on the code "
+                      f"above): {', '.join(f'`{f}`' for f in older)}. They stay in `benchmarks/results/` as history."]
+    return "\n".join(lines + [END])
 
 
 def readme_table(text: str) -> str | None:

@@ -44,6 +44,19 @@ def build_tiny_model(folder: Path) -> Path:
     return folder
 
 
+def fp_tolerance(dtype, reduction: int, factor: float = 4.0) -> float:
+    """Relative rounding-error bound for a result accumulated over `reduction` terms in `dtype`: `factor` ulps (of
+    `torch.finfo(dtype).eps`) per summed term. Kernels differ by CPU (blocking, vector width, AVX-512/AMX), so two
+    computations of the same math may each sit anywhere within this of the exact value. For an absolute tolerance,
+    scale it by the magnitude of the values compared, e.g. `fp_tolerance(torch.float32, n) * ref.abs().max()`.
+    `dtype` is a torch dtype or a NumPy one (np.float32)."""
+    import numpy as np
+    import torch
+
+    eps = torch.finfo(dtype).eps if isinstance(dtype, torch.dtype) else float(np.finfo(dtype).eps)
+    return factor * reduction * eps
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory) -> Path:
     """Tokenized-corpus caches go to a temp folder (the CLI subprocesses inherit the variable), never ~/.cache."""
@@ -55,6 +68,36 @@ def isolated_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-bert")
+
+
+# ONNX exports take ~8 s each (torch.export tracing), so each graph is exported once per session and shared,
+# read-only, by the tests that need one.
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory, tiny_model) -> Path:
+    """serve_helpers.build_classifier: the tiny encoder with a seeded, untrained 3-class head and a tuneforge.json."""
+    from serve_helpers import build_classifier
+
+    return build_classifier(tmp_path_factory.mktemp("tiny-clf") / "clf", tiny_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_onnx(tmp_path_factory, tiny_classifier_dir) -> tuple[Path, dict]:
+    """`tuneforge export` (the recipe) of tiny_classifier_dir: (folder, the recipe's result). Do not write into it."""
+    from tuneforge.recipes.export import export
+
+    out = tmp_path_factory.mktemp("tiny-clf-onnx") / "exported"
+    return out, export(str(tiny_classifier_dir), str(out))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_onnx(tmp_path_factory, tiny_model) -> tuple[Path, dict]:
+    """`tuneforge export` (the recipe) of the bare tiny encoder: (folder, the recipe's result). Do not write into it."""
+    from tuneforge.recipes.export import export
+
+    out = tmp_path_factory.mktemp("tiny-enc-onnx") / "exported"
+    return out, export(str(tiny_model), str(out))
 
 
 def make_rows(n: int, seed: int = 0, neutral: bool = False) -> list[tuple[str, str]]:

@@ -1,12 +1,11 @@
 """User mistakes: exit code 2, exactly one 'error:' line on stderr naming the problem, never a traceback.
 
-All commands run once, a few at a time, in a module fixture (each is a fresh Python process); each test then
-checks one case.
+All commands run once in a module fixture, in this process through the CLI's `main` (tfi_helpers.run_cli); each
+test then checks one case.
 """
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -50,7 +49,7 @@ def _prepare(base: Path, tiny: str, final: str) -> dict[str, list[str]]:
         "predict_missing_input": ["predict", "--model", final, "--input", "nothere.txt", "--output", "p.jsonl"],
         "embed_bad_pooling": ["embed", "--model", tiny, "--input", "texts.txt", "--output", "e.npy", "--pooling", "max"],
     }
-    # A separate run folder per case: they run concurrently.
+    # A separate run folder per case: a case that wrongly started a run cannot hide the next one's error.
     return {name: [f"out_{name}" if a == "r" else a for a in args] for name, args in commands.items()}
 
 
@@ -59,9 +58,7 @@ def results(tmp_path_factory, tiny_model):
     final = str(trained_run(tmp_path_factory, tiny_model)["final"])
     base = tmp_path_factory.mktemp("bad_input")
     commands = _prepare(base, str(tiny_model), final)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {name: pool.submit(run_cli, args, base, 180) for name, args in commands.items()}
-        return {"base": base, **{name: f.result() for name, f in futures.items()}}
+    return {"base": base, **{name: run_cli(args, base) for name, args in commands.items()}}
 
 
 def test_missing_train_file(results):

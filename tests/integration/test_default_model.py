@@ -12,6 +12,9 @@ from tfi_helpers import assert_ok, run_cli
 pytestmark = pytest.mark.integration
 
 
+# slow: the real model. Pooling and the embed command on the tiny model: unit test_pooling.py::test_mean_same_vector_
+# alone_and_padded_with_real_model and test_predict_embed.py::test_embed_cli_shapes.
+@pytest.mark.slow
 def test_embed_default_model_paraphrases_are_closer(tmp_path):
     sentences = ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply today."]
     (tmp_path / "s.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
@@ -36,14 +39,16 @@ def _copy_tsv(src, dst, rows: int) -> list[tuple[str, str]]:
     return data
 
 
+# slow: 40 steps of the real model. The fine-tune itself, on the tiny model: test_finetune_cli.py (every test).
+@pytest.mark.slow
 def test_finetune_default_model_on_sst2(shared_data, tmp_path):
     train = _copy_tsv(shared_data / "sst2" / "train.tsv", tmp_path / "train.csv", 400)
     dev = _copy_tsv(shared_data / "sst2" / "dev.tsv", tmp_path / "dev.csv", 200)
     assert {label for _, label in train} == {"0", "1"}
     proc = run_cli(["finetune", "--train", "train.csv", "--validation", "dev.csv", "--model", "minilm-l6",
                     "--output", "run", "--set", "data.test_fraction=0", "--set", "train.max_steps=40",
-                    "--set", "train.learning_rate=2e-4", "--set", "eval.every_steps=20",
-                    "--set", "runtime.progress=false", "--set", "runtime.threads=1"], cwd=tmp_path, timeout=600)
+                    "--set", "train.learning_rate=2e-4", "--set", "eval.every_steps=40",
+                    "--set", "runtime.progress=false", "--set", "runtime.threads=1"], cwd=tmp_path)
     assert_ok(proc)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 40
@@ -63,6 +68,9 @@ CHINESE = [("这部电影非常好看，我很喜欢。", "positive"), ("服务�
            ("质量很差，用了一天就坏了。", "negative"), ("服务态度恶劣，非常失望。", "negative")]
 
 
+# slow: the real model. The warning and the extension: unit test_coverage.py::test_warning_names_model_and_suggests_
+# chinese_model and test_vocab.py::test_extend_vocabulary_removes_unknowns.
+@pytest.mark.slow
 def test_chinese_text_warns_and_extends_the_vocabulary(tmp_path):
     with open(tmp_path / "zh.csv", "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)

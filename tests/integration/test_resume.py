@@ -108,11 +108,15 @@ def test_resume_between_log_steps_keeps_the_loss_log(reference, tiny_model, tmp_
     assert training_losses(run) == training_losses(reference["run"])
 
 
+# slow: a real process, killed. Resuming from the newest complete checkpoint: test_resume_after_interrupt_gives_the_
+# same_model and test_resume_between_log_steps_keeps_the_loss_log above (in process); unit test_checkpoint.py.
+@pytest.mark.slow
 def test_cli_resume_after_sigkill(tmp_path, tiny_model):
-    """Kill -9 the CLI as soon as a checkpoint is complete, then run the same command plus --resume."""
+    """Kill -9 a real `python -m tuneforge` process as soon as a checkpoint is complete, then run the same command
+    plus --resume (and the uninterrupted reference) through the CLI in this process."""
     data_dir = tmp_path / "data"
     write_toy_data(data_dir)
-    for epochs in (20, 80):  # longer when the machine was fast enough to finish before the kill
+    for epochs in (4, 40):  # longer when the machine was fast enough to finish before the kill
         args = ["finetune", "--train", "data/train.csv", "--validation", "data/val.csv", "--test", "data/test.csv",
                 "--model", str(tiny_model), "--set", f"train.epochs={epochs}", "--set", "train.batch_size=16",
                 "--set", "train.learning_rate=0.003", "--set", "train.early_stopping_patience=0",

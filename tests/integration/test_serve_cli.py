@@ -38,6 +38,10 @@ def _post(url: str, body: dict, headers: dict) -> tuple[int, dict, dict]:
         return exc.code, json.loads(exc.read()), dict(exc.headers)
 
 
+# slow: a real server process. The app (key, request ids, logging) in process: unit test_serve_app.py::test_api_key_
+# protects_v1_and_metrics_only and ::test_request_id_is_echoed_or_generated_and_logged; a graceful stop under load:
+# unit test_client.py::test_shutdown_drains_in_flight_requests.
+@pytest.mark.slow
 def test_serve_process_with_key_from_env_logs_request_ids_and_stops_on_sigterm(tmp_path, tiny_model):
     folder = build_classifier(tmp_path / "clf", tiny_model)
     with socket.socket() as s:

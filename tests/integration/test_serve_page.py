@@ -71,8 +71,11 @@ def connect(ws_url: str, timeout: float = 30):
 
 
 CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (Debian: `apt-get install chromium`); "
-                                                         ".ci/run installs it")
+# slow: a real browser process. The page and its assets served offline, in process: unit test_serve_app.py::
+# test_page_and_docs_are_served_offline.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (Debian: `apt-get install chromium`); "
+                                                          ".ci/run installs it")]
 SENTENCE = "the staff were lovely and the room was great"
 KEY = "page-test-key"
 

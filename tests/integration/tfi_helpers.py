@@ -1,16 +1,27 @@
 """Helpers shared by the integration tests: run the CLI, check one-line user errors, a cached trained run.
 
+`run_cli` runs the command in this process, through `tuneforge.cli.main` (the `tuneforge` entry point): the same
+argument parsing and the same mapping of user errors to one stderr line and exit code 2, with stdout, stderr and the
+exit code captured, and without the 3-4 s of importing torch and transformers that a fresh process pays.
+`run_subprocess` is the real `python -m tuneforge` process, for the few tests that are about the process itself
+(the entry point, kill -9 and resume, SIGTERM, torchrun).
+
 The fixtures and data helpers of tests/conftest.py are loaded by file path under a private module name, so this
 module does not depend on which `conftest` module pytest last put into sys.modules.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
+import random
 import subprocess
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 _ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
@@ -21,6 +32,7 @@ _spec.loader.exec_module(_root)
 make_rows = _root.make_rows
 write_csv = _root.write_csv
 build_tiny_model = _root.build_tiny_model
+fp_tolerance = _root.fp_tolerance
 POSITIVE, NEGATIVE, FILLER = _root.POSITIVE, _root.NEGATIVE, _root.FILLER
 
 # The tiny model learns the toy task in a few seconds with these. One torch thread: the tests share two cores
@@ -38,10 +50,128 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    """`python -m tuneforge ARGS` in `cwd`, offline; returns the completed process (text stdout/stderr)."""
+def run_subprocess(args: list[str], cwd: Path, timeout: float = 300, **env) -> subprocess.CompletedProcess:
+    """`python -m tuneforge ARGS` in `cwd` as a real process, offline; returns the completed process (text
+    stdout/stderr)."""
     return subprocess.run([sys.executable, "-m", "tuneforge", *map(str, args)], cwd=cwd, env=cli_env(**env),
                           capture_output=True, text=True, timeout=timeout)
+
+
+# Python's default warning filters (no -W, no PYTHONWARNINGS), as a fresh `python -m tuneforge` has them: pytest's
+# own filters (which hide DeprecationWarning and FutureWarning) must not hide what the process would print.
+_PROCESS_WARNING_FILTERS = [("default", DeprecationWarning, "__main__"), ("ignore", DeprecationWarning, None),
+                            ("ignore", PendingDeprecationWarning, None), ("ignore", ImportWarning, None),
+                            ("ignore", ResourceWarning, None)]
+
+
+class _NoServing(RuntimeError):
+    pass
+
+
+def _refuse_to_serve(*args, **kwargs):
+    raise _NoServing("run_cli runs in the test process and cannot serve: use run_subprocess for a live server")
+
+
+@contextlib.contextmanager
+def _log_to(stream):
+    """Log records reach `stream` as in a fresh process: pytest's capturing handlers leave the root logger (so
+    Python's last-resort handler prints warnings to the current sys.stderr), and stream handlers that libraries
+    bound to the process's stderr (transformers' own) write to `stream`."""
+    import logging
+
+    root = logging.getLogger()
+    stderrs = {id(sys.__stderr__), id(sys.stderr)}
+    loggers = [root, *(x for x in logging.root.manager.loggerDict.values() if isinstance(x, logging.Logger))]
+    moved = [h for lg in loggers for h in lg.handlers
+             if type(h) is logging.StreamHandler and id(getattr(h, "stream", None)) in stderrs]
+    saved_root = root.handlers[:]
+    root.handlers = [h for h in saved_root if h in moved]
+    old_streams = [h.stream for h in moved]
+    for h in moved:
+        h.setStream(stream)
+    try:
+        yield
+    finally:
+        for h, old in zip(moved, old_streams):
+            h.setStream(old)
+        root.handlers = saved_root
+
+
+@contextlib.contextmanager
+def _process_state(cwd: Path, env: dict[str, str]):
+    """What a command may change in this process, put back afterwards: cwd, os.environ, sys.argv, torch's thread
+    count, the random generators, transformers' verbosity, Accelerate's process state, log levels."""
+    import logging
+
+    import torch
+    import transformers
+    from accelerate.state import AcceleratorState, GradientState
+
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    threads = torch.get_num_threads()
+    rng = (random.getstate(), __import__("numpy").random.get_state(), torch.get_rng_state())
+    verbosity = transformers.logging.get_verbosity()
+    progress = transformers.utils.logging.is_progress_bar_enabled()
+    levels = {name: logging.getLogger(name).level for name in (None, "accelerate.utils.other")}
+    AcceleratorState._reset_state(reset_partial_state=True)  # a fresh process has no Accelerate state
+    GradientState._reset_state()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        torch.set_num_threads(threads)
+        random.setstate(rng[0])
+        __import__("numpy").random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+        transformers.logging.set_verbosity(verbosity)
+        (transformers.logging.enable_progress_bar if progress else transformers.logging.disable_progress_bar)()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float | None = None, **env) -> subprocess.CompletedProcess:
+    """`tuneforge ARGS` in `cwd`, run in this process through `tuneforge.cli.main` (what the `tuneforge` entry point
+    and `python -m tuneforge` call): returns a CompletedProcess with the exit code, stdout and stderr that the
+    process would have had. SystemExit gives the exit code; an exception that escapes `main` is printed as a
+    traceback with exit code 1, as Python does. Warnings are printed to stderr under Python's default filters.
+    `timeout` is accepted for symmetry with run_subprocess and not enforced (`serve` is refused: it would block)."""
+    import uvicorn
+
+    from tuneforge import cli
+
+    argv = ["tuneforge", *map(str, args)]
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with _process_state(Path(cwd), cli_env(**env)), warnings.catch_warnings(record=True) as caught, _log_to(err), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        warnings.resetwarnings()
+        for action, category, module in reversed(_PROCESS_WARNING_FILTERS):
+            warnings.filterwarnings(action, category=category, module=module or "")
+        real_run, uvicorn.run = uvicorn.run, _refuse_to_serve
+        sys.argv = argv
+        try:
+            cli.main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if exc.code is not None and not isinstance(exc.code, int):
+                print(exc.code, file=sys.stderr)
+        except BaseException:  # noqa: BLE001 - what the interpreter does with an uncaught exception
+            traceback.print_exc()
+            code = 1
+        finally:
+            uvicorn.run = real_run
+            sys.stdout.flush()
+            sys.stderr.flush()
+    stderr = err.getvalue() + "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
+                                      for w in caught)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), stderr)
 
 
 def describe(proc: subprocess.CompletedProcess) -> str:
@@ -85,14 +215,18 @@ def load_weights(folder: Path) -> dict:
     return load_file(str(Path(folder) / "model.safetensors"))
 
 
-def assert_same_weights(a: Path, b: Path, atol: float = 0.0) -> None:
+def assert_same_weights(a: Path, b: Path, reduction: int = 0) -> None:
+    """Bitwise equal weights (resume, reproducibility: the same deterministic CPU computation). With `reduction`
+    (for runs that compute the same math in another order), equal within `fp_tolerance(dtype, reduction)`, absolute
+    at each tensor's magnitude."""
     import torch
 
     wa, wb = load_weights(a), load_weights(b)
     assert wa.keys() == wb.keys()
     for key in wa:
-        if atol:
-            assert torch.allclose(wa[key], wb[key], atol=atol, rtol=0), key
+        if reduction:
+            tol = fp_tolerance(wa[key].dtype, reduction)
+            assert torch.allclose(wa[key], wb[key], atol=tol * wa[key].abs().max().item(), rtol=tol), key
         else:
             assert torch.equal(wa[key], wb[key]), f"{key}: max diff {(wa[key] - wb[key]).abs().max().item()}"
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
+from conftest import fp_tolerance
 from tuneforge.evaluate.calibration import (
     bootstrap_ci,
     calibration_summary,
@@ -64,7 +65,7 @@ def test_fit_temperature_recovers_two():
     z = _logits(8000, seed=3)
     y = _sample(z, 4)
     t = fit_temperature(2 * z, y)
-    assert t == pytest.approx(2.0, rel=0.10)
+    assert t == pytest.approx(2.0, rel=0.10)  # not a rounding bound: T fitted on 8000 sampled labels (statistical)
     assert nll(2 * z, y, t) < nll(2 * z, y, 1.0)
     # Under-confident logits need T < 1.
     assert fit_temperature(0.5 * z, y) == pytest.approx(0.5, rel=0.10)
@@ -136,7 +137,9 @@ def test_row_outputs_keep_input_order():
     rows.add(np.array([3, 1]), logits, torch.tensor([1, 2]))
     assert rows.true.tolist() == [0, 2, 0, 1] and rows.pred.tolist() == [0, 0, 0, 1]
     assert rows.logits[3].tolist() == [0.0, 2.0, 0.0] and rows.logits.dtype == np.float32
-    assert rows.confidence[1] == pytest.approx(softmax(np.array([3.0, 0.0, 0.0])).max(), rel=1e-6)
+    # fp32 softmax over 3 logits vs float64
+    want = softmax(np.array([3.0, 0.0, 0.0])).max()
+    assert rows.confidence[1] == pytest.approx(want, rel=fp_tolerance(np.float32, 3))
     # Summing the tensors of two processes that saw disjoint rows gives the full record.
     other = RowOutputs(4, 3)
     other.add(np.array([0, 2]), torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), torch.tensor([2, 0]))
@@ -164,7 +167,10 @@ def test_evaluate_classifier_details_match_a_plain_forward(tiny_model):
     assert metrics == plain
     with torch.no_grad():
         expected = torch.cat([model(**tokenizer([t], return_tensors="pt")).logits for t in texts]).numpy()
-    assert np.abs(rows.logits - expected).max() < 1e-4
+    # the same math on padded batches of 4 vs one text at a time: 2 layers over the padded length, 32 hidden, 64 FFN,
+    # pooler and classifier (32 each)
+    tol = fp_tolerance(np.float32, 2 * (int(max(data.lengths)) + 32 + 64) + 2 * 32)
+    assert np.abs(rows.logits - expected).max() <= tol * np.abs(expected).max()
     assert rows.true.tolist() == labels.tolist() and rows.pred.tolist() == expected.argmax(-1).tolist()
     assert metrics["accuracy"] == pytest.approx((rows.pred == rows.true).mean())
     _, none = evaluate_classifier(model, encode_texts(tokenizer, texts, 32, np.eye(3, dtype=np.float32)[labels]),

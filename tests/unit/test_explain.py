@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
+from conftest import fp_tolerance
 from tuneforge.errors import UserError
 from tuneforge.evaluate.explain import integrated_gradients, merge_pieces
 
@@ -81,6 +83,7 @@ def test_completeness(lightly_trained):
     for text in ["the excellent phone app", "awful delivery, excellent app!"]:
         ex = integrated_gradients(model, tokenizer, text, steps=64)
         assert abs(ex.delta) > 0.1
+        # not a rounding bound: the path integral's quadrature error (64 steps), which the gap reports
         assert abs(ex.completeness_gap) < 1e-4 + 1e-3 * abs(ex.delta), (ex.completeness_gap, ex.delta)
         assert sum(ex.attributions) == pytest.approx(ex.delta, abs=1e-4 + 1e-3 * abs(ex.delta))
         assert "[CLS]" not in ex.tokens and "[SEP]" not in ex.tokens
@@ -109,7 +112,7 @@ def test_gap_shows_when_steps_are_too_few_on_a_sharp_model(trained_planted):
     text = next(t for t, label in _planted_texts(12, seed=99) if label)
     coarse = integrated_gradients(model, tokenizer, text, target="yes", steps=32)
     fine = integrated_gradients(model, tokenizer, text, target="yes", steps=1024)
-    assert fine.delta == pytest.approx(coarse.delta)
+    assert fine.delta == coarse.delta  # exact: the same forward of text and baseline, whatever the steps
     assert abs(fine.completeness_gap) < 0.01 * abs(fine.delta)
     assert abs(fine.completeness_gap) < abs(coarse.completeness_gap)
     assert fine.tokens[max(range(len(fine.tokens)), key=lambda i: fine.attributions[i])] == PLANTED
@@ -121,7 +124,8 @@ def test_default_target_is_the_prediction(trained_planted):
     assert ex.label == ex.target == "no" and ex.target_probability == ex.probability
     other = integrated_gradients(model, tokenizer, "the hotel staff was quite very nice", target="yes", steps=8)
     assert other.target == "yes" and other.label == "no"
-    assert other.target_probability == pytest.approx(1 - ex.probability, abs=1e-6)
+    # the same forward; a fp32 softmax over 2 labels sums to 1 within its rounding
+    assert other.target_probability == pytest.approx(1 - ex.probability, abs=fp_tolerance(np.float32, 2))
 
 
 def test_unknown_target_is_a_user_error(tiny_model):
@@ -140,13 +144,18 @@ def test_temperature_scales_probabilities_not_attributions(lightly_trained):
         hot = integrated_gradients(model, tokenizer, "the excellent phone app", target="yes", steps=8)
     finally:
         del model.config.tuneforge_temperature
-    assert hot.attributions == pytest.approx(plain.attributions)
+    assert hot.attributions == plain.attributions  # exact: the temperature only reaches the probabilities
 
     def log_odds(p):
         return math.log(p / (1 - p))
 
     assert abs(log_odds(plain.target_probability)) > 0.1
-    assert log_odds(hot.target_probability) == pytest.approx(2 * log_odds(plain.target_probability), rel=1e-4)
+    # The logits are the same and / 0.5 is exact; each probability is a fp32 softmax over 2 labels (rounding tol),
+    # and d log_odds = dp / (p (1 - p)).
+    tol = fp_tolerance(np.float32, 2)
+    p, q = plain.target_probability, hot.target_probability
+    bound = tol / (q * (1 - q)) + 2 * tol / (p * (1 - p))
+    assert log_odds(q) == pytest.approx(2 * log_odds(p), rel=0, abs=bound)
 
 
 def test_merge_pieces_sums_the_pieces_of_a_word():
@@ -165,5 +174,7 @@ def test_words_of_an_explanation_keep_the_original_text(tiny_model):
     words = ex.words()
     assert [w for w, _ in words] == ["Great", "xyzzy", "!"]
     assert ex.tokens[1:6] == ["x", "##y", "##z", "##z", "##y"]
-    assert words[1][1] == pytest.approx(sum(ex.attributions[1:6]))
-    assert sum(s for _, s in words) == pytest.approx(sum(ex.attributions))
+    # float64 sums of the same terms, grouped by word: the rounding of that many terms, at their magnitude
+    atol = fp_tolerance(np.float64, len(ex.attributions)) * sum(map(abs, ex.attributions))
+    assert words[1][1] == pytest.approx(sum(ex.attributions[1:6]), rel=0, abs=atol)
+    assert sum(s for _, s in words) == pytest.approx(sum(ex.attributions), rel=0, abs=atol)

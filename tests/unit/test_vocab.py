@@ -72,7 +72,7 @@ def test_extend_vocabulary_removes_unknowns(clean_folder):
 
     new_rows = emb[new_ids]
     assert torch.isfinite(new_rows).all()
-    assert not any(torch.allclose(r, emb[unk_id]) for r in new_rows)
+    assert not any(torch.allclose(r, emb[unk_id]) for r in new_rows)  # behavioural: new rows are not [UNK]'s copy
     # "in distribution": on the scale of the existing rows, not random large values
     assert new_rows.norm(dim=1).max() < 3 * old_emb.norm(dim=1).max()
 

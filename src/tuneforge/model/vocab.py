@@ -10,7 +10,8 @@ def extend_vocabulary(tokenizer, model, missing: Counter, max_new: int) -> list[
     Single CJK characters are added as they are (BERT already splits Han text per character). Longer
     unknown words are added whole. Returns the tokens added.
     """
-    new = [word for word, _ in missing.most_common(max_new) if word not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()  # once: a fast tokenizer builds the whole dict on every call
+    new = [word for word, _ in missing.most_common(max_new) if word not in vocab]
     if not new:
         return []
     old_size = len(tokenizer)

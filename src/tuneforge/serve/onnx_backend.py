@@ -32,11 +32,15 @@ class OnnxPredictor(Predictor):
         self._forward = onnx_forward(session)
         self.labels = LabelSpace.from_model_config(config) if self.output == "logits" else None
         self.temperature = temperature if temperature is not None else stored_temperature(config)
+        # int8 graphs exported before per-row activation scales quantize each call's activations with one scale: a
+        # text's answer then depends on its batch, so they run one text per forward pass (`load` checks the graph).
+        self.one_text_per_forward = False
 
     @classmethod
     def load(cls, path: str, threads: int | None = None, spinning: str | None = None, **kwargs) -> OnnxPredictor:
         from transformers import AutoConfig
 
+        from tuneforge.export.quantize import per_tensor_activations
         from tuneforge.model.build import load_tokenizer
         from tuneforge.model.manifest import read_manifest
 
@@ -45,12 +49,14 @@ class OnnxPredictor(Predictor):
         kwargs.setdefault("max_length", manifest.max_length)
         session = open_session(folder / ONNX_FILE, threads, spinning)
         config = AutoConfig.from_pretrained(folder)
-        return cls(session, load_tokenizer(str(folder)), config, folder=str(path),
-                   temperature=stored_temperature(config, manifest), **kwargs)
+        predictor = cls(session, load_tokenizer(str(folder)), config, folder=str(path),
+                        temperature=stored_temperature(config, manifest), **kwargs)
+        predictor.one_text_per_forward = per_tensor_activations(folder / ONNX_FILE, manifest.export)
+        return predictor
 
     def _outputs(self, data: Encoded):
         pad = self.tokenizer.pad_token_id or 0
-        for index in sorted_batches(data.lengths, self.batch_size):
+        for index in sorted_batches(data.lengths, 1 if self.one_text_per_forward else self.batch_size):
             batch = collate(data, index, pad)
             mask = batch["attention_mask"].numpy()
             yield index, mask, self._forward(batch["input_ids"].numpy(), mask)

@@ -23,17 +23,22 @@ def stored_temperature(config, manifest: Manifest | None = None) -> float:
 
 
 def int8_linears(model):
-    """Every nn.Linear as a dynamically quantized int8 linear with per-output-channel weight scales (PyTorch eager).
+    """Every nn.Linear as an int8 linear: weights with one scale per output channel, activations quantized at run
+    time with one scale per token row, and attention per text (`tuneforge.model.int8`; PyTorch eager, CPU).
 
-    At batch 1 a small encoder is bound by reading its weights, so 4× fewer weight bytes is what makes it fast;
-    per-channel scales keep the accuracy that per-tensor int8 loses."""
-    import warnings
+    A text's probabilities are the same alone and in any batch (per-tensor activation scales made them depend on
+    the batch's range). At batch 1 a small encoder is bound by reading its weights, so 4× fewer weight bytes is
+    what makes it fast; per-channel scales keep the accuracy that per-tensor int8 loses."""
+    from tuneforge.model.int8 import int8_linears as row_int8_linears
 
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    return row_int8_linears(model)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao points at torchao; the built-in kernels are what we use
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+
+def one_text_per_forward(model) -> bool:
+    """True when batching would change a text's answer: bfloat16 weights. A bf16 matmul's result for a row depends
+    on the shape of the whole call (kernel and blocking); rounding each layer to bf16 turns that into ~2e-3 of
+    probability on MiniLM-L6. Such a model runs each text as its own unpadded forward pass."""
+    return any(p.dtype == torch.bfloat16 for p in model.parameters())
 
 
 class Predictor:
@@ -48,6 +53,7 @@ class Predictor:
         self.labels = LabelSpace.from_model_config(config) if is_classifier else None
         use_first_token(model)  # exact: the head reads the first token only
         self.temperature = stored_temperature(config)  # single-label only: sigmoid outputs are not rescaled
+        self.one_text_per_forward = one_text_per_forward(model)  # batch-invariant answers (see the function)
 
     def _encode(self, texts: list[str]) -> Encoded:
         texts = [clean_text(t) if self.normalize else t for t in texts]
@@ -56,7 +62,7 @@ class Predictor:
     def _batches(self, data: Encoded):
         pad = self.tokenizer.pad_token_id or 0
         device = next(self.model.parameters()).device
-        for index in sorted_batches(data.lengths, self.batch_size):
+        for index in sorted_batches(data.lengths, 1 if self.one_text_per_forward else self.batch_size):
             yield index, {k: v.to(device) for k, v in collate(data, index, pad).items()}
 
     @torch.inference_mode()
