@@ -158,7 +158,9 @@ def _targets(met: dict) -> str:
 def _ratio_rows() -> list[str]:
     """One row per side-by-side benchmark: its ratios (> 1 = TuneForge better) and which targets hold."""
     rows = []
-    titles = {"serve_load.json": "HTTP serving, 32 clients × 60 s: dynamic batching on vs off",
+    titles = {"serve_load.json": "HTTP serving, PyTorch fp32 model, 32 clients: dynamic batching on vs off",
+              "serve_load_onnx_int8.json": "HTTP serving, the same model as an ONNX int8 export, 32 clients: dynamic "
+                                           "batching on vs off",
               "bench_finetune_4000.json": "Fine-tune throughput vs HF Trainer (SST-2 4,000 rows, 1 epoch)",
               "bench_finetune_1000_quick.json": "Fine-tune throughput vs HF Trainer (quick: SST-2 1,000 rows, 1 epoch)",
               "bench_finetune_4000_bf16.json": "Fine-tune throughput vs HF Trainer, every run in bf16 autocast (SST-2 4,000 rows, 1 epoch, 3 seeds)",

@@ -59,7 +59,8 @@ def fp_tolerance(dtype, reduction: int, factor: float = 4.0) -> float:
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory) -> Path:
-    """Tokenized-corpus caches go to a temp folder (the CLI subprocesses inherit the variable), never ~/.cache."""
+    """Tokenized-corpus caches go to a temp folder (CLI runs in process and in subprocesses see the variable),
+    never ~/.cache."""
     folder = tmp_path_factory.mktemp("tuneforge-cache")
     os.environ["TUNEFORGE_CACHE"] = str(folder)
     return folder

@@ -337,13 +337,13 @@ def main() -> None:
         _err("interrupted. Continue with the same command plus --resume.")
         sys.exit(130)
     except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
+        # By shape, not class: typer 0.29 raises those of its bundled click copy (typer._click), not click's.
+        names = {cls.__name__ for cls in type(exc).__mro__}
+        if "Exit" in names:
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if "ClickException" in names:
+            exc.show()  # "Usage: ..." and one "Error: Missing option '--model'." line
+            sys.exit(2 if "UsageError" in names else exc.exit_code)
+        if "Abort" in names:
             sys.exit(130)
         raise

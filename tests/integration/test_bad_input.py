@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tfi_helpers import assert_user_error, make_rows, run_cli, trained_run, write_csv, write_toy_data
+from tfi_helpers import (
+    assert_user_error,
+    make_rows,
+    run_cli,
+    run_subprocess,
+    trained_run,
+    write_csv,
+    write_toy_data,
+)
 
 TRAIN = ["--validation", "val.csv", "--test", "test.csv"]
 
@@ -137,3 +145,23 @@ def test_predict_with_a_missing_input(results):
 def test_embed_with_a_bad_pooling(results):
     assert_user_error(results["embed_bad_pooling"], "max", "mean", "cls", "last4")
     assert not (results["base"] / "e.npy").exists()
+
+
+# slow: real processes. Every other test here runs the CLI in process (tfi_helpers.run_cli); this checks that runner
+# against `python -m tuneforge`: the same exit code, stdout and stderr, for a user error and for a help page.
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["missing_train", "help"])
+def test_in_process_runs_match_the_real_process(results, case):
+    args = ["finetune", "--help"] if case == "help" else results[case].args[1:]
+    ours = run_cli(args, results["base"])
+    real = run_subprocess(args, results["base"])
+    assert (ours.returncode, ours.stdout, ours.stderr) == (real.returncode, real.stdout, real.stderr)
+
+
+@pytest.mark.parametrize("args, needle", [(["predict"], "Missing option '--model'"),
+                                          (["predict", "--model", "m", "--nope"], "No such option: --nope")])
+def test_usage_mistakes_exit_2_without_a_traceback(tmp_path, args, needle):
+    """typer bundles its own click: its usage errors must still be a usage message and exit 2, not a traceback."""
+    proc = run_cli(args, tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert needle in proc.stderr and "Usage: " in proc.stderr

@@ -171,6 +171,13 @@ def test_reproducible(trained):
 # --- label kinds, auto split, class weights -------------------------------------------------------------------------
 
 
+# The label-kind runs are slow (two more fine-tunes). Their logic, in fast: unit test_labels.py (test_int_labels_sort_
+# numerically_and_become_strings, test_multi_label_from_lists), test_splits.py (test_carved_splits_are_disjoint_and_
+# cover_all_rows, test_carved_splits_are_stratified), test_objectives.py (test_class_weights_none_balanced_explicit,
+# test_multi_label_matches_bce), test_defaults.py::test_multi_label_metric.
+LABEL_KINDS = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def int_label_run(tmp_path_factory, tiny_model):
     """Only --train, int labels 0/1, imbalanced 3:1, balanced class weights."""
@@ -186,6 +193,7 @@ def int_label_run(tmp_path_factory, tiny_model):
     return {"dir": base, "run": base / "run", "rows": data, "proc": proc}
 
 
+@LABEL_KINDS
 def test_auto_split_writes_disjoint_row_lists(int_label_run):
     split = json.loads((int_label_run["run"] / "split.json").read_text())
     assert set(split) == {"train", "validation", "test"}
@@ -204,6 +212,7 @@ def test_auto_split_writes_disjoint_row_lists(int_label_run):
     assert manifest["data"]["validation"]["rows"] == len(rows["validation"])
 
 
+@LABEL_KINDS
 def test_int_labels_keep_their_names(int_label_run):
     config = json.loads((int_label_run["run"] / "final" / "config.json").read_text())
     assert config["id2label"] == {"0": "0", "1": "1"}
@@ -211,6 +220,7 @@ def test_int_labels_keep_their_names(int_label_run):
     assert set(metrics["per_class"]) == {"0", "1"}
 
 
+@LABEL_KINDS
 def test_balanced_class_weights_run(int_label_run):
     cfg = yaml.safe_load((int_label_run["run"] / "config.yaml").read_text())
     assert cfg["train"]["class_weights"] == "balanced"
@@ -233,6 +243,7 @@ def multi_label_run(tmp_path_factory, tiny_model):
     return {"dir": base, "run": base / "run", "proc": proc}
 
 
+@LABEL_KINDS
 def test_multi_label_training(multi_label_run):
     final = multi_label_run["run"] / "final"
     config = json.loads((final / "config.json").read_text())
@@ -247,6 +258,7 @@ def test_multi_label_training(multi_label_run):
     assert {"micro_f1", "macro_f1", "per_class"} <= metrics.keys()
 
 
+@LABEL_KINDS
 def test_multi_label_predict_returns_label_lists(multi_label_run):
     base = multi_label_run["dir"]
     (base / "in.txt").write_text("the food was great and lovely\nawful broken phone\n", encoding="utf-8")

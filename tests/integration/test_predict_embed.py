@@ -223,6 +223,9 @@ def test_embed_fine_tuned_model(trained, tmp_path):
     np.testing.assert_allclose(vectors, expected, rtol=tol, atol=tol * np.abs(expected).max())
 
 
+# slow: bf16 and int8 copies of the model. Each precision against fp32, in fast: unit test_export.py::test_embed_file_at_
+# each_precision_stays_close_to_fp32 and tests/unit/serve/test_batch_independence.py.
+@pytest.mark.slow
 def test_bf16_weights_give_the_same_labels(trained):
     import torch
 
@@ -241,6 +244,7 @@ def test_bf16_weights_give_the_same_labels(trained):
         tuneforge.load(str(trained["final"]), precision="fp16")
 
 
+@pytest.mark.slow  # as the bf16 test above
 def test_int8_linears_keep_the_labels(trained):
     import torch
 

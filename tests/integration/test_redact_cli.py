@@ -1,4 +1,4 @@
-"""`tuneforge data redact IN OUT --text-column text`: the real CLI in a subprocess on a small CSV."""
+"""`tuneforge data redact IN OUT --text-column text`: the CLI (in process, through its `main`) on a small CSV."""
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
-"""`tuneforge serve` as a process: one-line errors, the key from the environment, request ids in the log, SIGTERM."""
+"""`tuneforge serve`: one-line errors (in process, through the CLI's main), and as a real process: the key from the
+environment, request ids in the log, SIGTERM."""
 from __future__ import annotations
 
 import json

@@ -64,12 +64,8 @@ _PROCESS_WARNING_FILTERS = [("default", DeprecationWarning, "__main__"), ("ignor
                             ("ignore", ResourceWarning, None)]
 
 
-class _NoServing(RuntimeError):
-    pass
-
-
 def _refuse_to_serve(*args, **kwargs):
-    raise _NoServing("run_cli runs in the test process and cannot serve: use run_subprocess for a live server")
+    raise RuntimeError("run_cli runs in the test process and cannot serve: use run_subprocess for a live server")
 
 
 @contextlib.contextmanager
@@ -103,13 +99,14 @@ def _process_state(cwd: Path, env: dict[str, str]):
     count, the random generators, transformers' verbosity, Accelerate's process state, log levels."""
     import logging
 
+    import numpy as np
     import torch
     import transformers
     from accelerate.state import AcceleratorState, GradientState
 
     saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
     threads = torch.get_num_threads()
-    rng = (random.getstate(), __import__("numpy").random.get_state(), torch.get_rng_state())
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
     verbosity = transformers.logging.get_verbosity()
     progress = transformers.utils.logging.is_progress_bar_enabled()
     levels = {name: logging.getLogger(name).level for name in (None, "accelerate.utils.other")}
@@ -126,7 +123,7 @@ def _process_state(cwd: Path, env: dict[str, str]):
         sys.argv = saved_argv
         torch.set_num_threads(threads)
         random.setstate(rng[0])
-        __import__("numpy").random.set_state(rng[1])
+        np.random.set_state(rng[1])
         torch.set_rng_state(rng[2])
         transformers.logging.set_verbosity(verbosity)
         (transformers.logging.enable_progress_bar if progress else transformers.logging.disable_progress_bar)()
@@ -141,12 +138,18 @@ def run_cli(args: list[str], cwd: Path, timeout: float | None = None, **env) -> 
     and `python -m tuneforge` call): returns a CompletedProcess with the exit code, stdout and stderr that the
     process would have had. SystemExit gives the exit code; an exception that escapes `main` is printed as a
     traceback with exit code 1, as Python does. Warnings are printed to stderr under Python's default filters.
-    `timeout` is accepted for symmetry with run_subprocess and not enforced (`serve` is refused: it would block)."""
+    test_bad_input.py::test_in_process_runs_match_the_real_process compares it with run_subprocess.
+    `timeout` is accepted as run_subprocess takes it, and not enforced (`serve` is refused: it would block)."""
+    import types
+
     import uvicorn
 
     from tuneforge import cli
 
-    argv = ["tuneforge", *map(str, args)]
+    # As `python -m tuneforge` sees itself: click names the program in usage lines from __main__ and sys.argv[0].
+    argv = [str(Path(cli.__file__).with_name("__main__.py")), *map(str, args)]
+    as_main = types.ModuleType("__main__")
+    as_main.__package__ = "tuneforge"
     out, err = io.StringIO(), io.StringIO()
     code = 0
     with _process_state(Path(cwd), cli_env(**env)), warnings.catch_warnings(record=True) as caught, _log_to(err), \
@@ -155,6 +158,7 @@ def run_cli(args: list[str], cwd: Path, timeout: float | None = None, **env) -> 
         for action, category, module in reversed(_PROCESS_WARNING_FILTERS):
             warnings.filterwarnings(action, category=category, module=module or "")
         real_run, uvicorn.run = uvicorn.run, _refuse_to_serve
+        real_main, sys.modules["__main__"] = sys.modules["__main__"], as_main
         sys.argv = argv
         try:
             cli.main()
@@ -167,11 +171,12 @@ def run_cli(args: list[str], cwd: Path, timeout: float | None = None, **env) -> 
             code = 1
         finally:
             uvicorn.run = real_run
+            sys.modules["__main__"] = real_main
             sys.stdout.flush()
             sys.stderr.flush()
     stderr = err.getvalue() + "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line)
                                       for w in caught)
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), stderr)
+    return subprocess.CompletedProcess(["tuneforge", *argv[1:]], code, out.getvalue(), stderr)
 
 
 def describe(proc: subprocess.CompletedProcess) -> str:

@@ -29,7 +29,7 @@ from tuneforge.data.splits import load_labelled, load_splits
 from tuneforge.errors import UserError
 from tuneforge.recipes.redact import redact_file
 
-CASES_PATH = Path(__file__).resolve().parents[1] / "assets" / "pii_cases.jsonl"
+CASES_PATH = Path(__file__).resolve().parents[2] / "assets" / "pii_cases.jsonl"
 CASES = [json.loads(line) for line in CASES_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
 POSITIVES = [c for c in CASES if c["pii"]]
 NEGATIVES = [c for c in CASES if not c["pii"]]

@@ -5,7 +5,7 @@ from tuneforge.config.reference import render_markdown
 from tuneforge.config.loader import dotted_keys
 from tuneforge.config.schema import FinetuneConfig, PretrainConfig
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "config.md"
 
 
 def test_config_doc_is_in_sync_with_schema():
