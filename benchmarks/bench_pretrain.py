@@ -107,7 +107,7 @@ def run_tuneforge(args, corpus: Path, tokenizer: Path, work: Path, k: int) -> di
     s = json.loads((run_dir / "summary.json").read_text())
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     steady = steady_tuneforge(run_dir, args.warmup_steps)
-    n6, peak = s["flops_per_token_6n"], s["peak_flops"]
+    n6, peak = s["flops_per_token"], s["peak_flops"]  # executed FLOPs per token (MLM head on masked tokens only)
     return {"command": " ".join(cmd[2:]), "wall_seconds": round(wall, 1), "steps": s["steps"], "tokens": s["tokens"],
             "tokens_per_s_whole_run": s["tokens_per_s"], "train_seconds": s["train_seconds"],
             "tokens_per_s": steady["tokens_per_s"], "steady": steady, "flops_per_token_6n": n6,

@@ -25,7 +25,7 @@ START, END = "<!-- bench-table -->", "<!-- /bench-table -->"
 
 # The code the README cites: results measured on a clean tree at one of these commits. Every other file in
 # benchmarks/results/ (earlier code, a dirty tree, no git sha) is named under the table, not cited in it.
-CURRENT_SHAS: set[str] = set()
+CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d"}  # session of issue 17
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
@@ -162,6 +162,8 @@ def _ratio_rows() -> list[str]:
               "serve_load_onnx_int8.json": "HTTP serving, the same model as an ONNX int8 export, 32 clients: dynamic "
                                            "batching on vs off",
               "bench_finetune_4000.json": "Fine-tune throughput vs HF Trainer (SST-2 4,000 rows, 1 epoch)",
+              "bench_finetune_1000_3seeds.json": "Fine-tune throughput vs HF Trainer (SST-2 1,000 rows, 1 epoch, 3 "
+                                                 "seeds, fp32)",
               "bench_finetune_1000_quick.json": "Fine-tune throughput vs HF Trainer (quick: SST-2 1,000 rows, 1 epoch)",
               "bench_finetune_4000_bf16.json": "Fine-tune throughput vs HF Trainer, every run in bf16 autocast (SST-2 4,000 rows, 1 epoch, 3 seeds)",
               "bench_finetune_1000_bf16_quick.json": "Fine-tune throughput vs HF Trainer, every run in bf16 autocast (SST-2 1,000 rows, 1 epoch)",
