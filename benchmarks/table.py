@@ -200,11 +200,17 @@ def _ratio_rows() -> list[str]:
 def render() -> str:
     rows = _sst2_rows() + _chinese_rows() + _pretrain_rows() + _ratio_rows()
     current = [r for r in rows if not any(m in r for m in MARKS)]
-    older = sorted({f for r in rows if any(m in r for m in MARKS) for f in re.findall(r"`([\w.-]+\.json)`", r)})
     lines = [START, "| benchmark | result | file |", "|---|---|---|"] + current
-    if older:
-        lines += ["", f"Not cited (measured on earlier code, a dirty tree or without a git sha; not rerun on the code "
-                      f"above): {', '.join(f'`{f}`' for f in older)}. They stay in `benchmarks/results/` as history."]
+    reasons = {MARKS[0]: "measured on a dirty tree", MARKS[1]: "no git sha recorded",
+               MARKS[2]: "measured on earlier code"}
+    for mark, why in reasons.items():
+        files = {f for r in rows if mark in r for f in re.findall(r"`([\w.-]+\.json)`", r)}
+        if mark == MARKS[0]:  # every dirty-tree file, also those (probes) that have no row in the table
+            files |= {p.name for p in RESULTS.glob("*.json") if result_git(json.loads(p.read_text()))[1]}
+        files = sorted(files)
+        if files:
+            lines += ["", f"Not cited, {why} (not rerun on the code above; kept in `benchmarks/results/` as "
+                          f"history): {', '.join(f'`{f}`' for f in files)}."]
     return "\n".join(lines + [END])
 
 
