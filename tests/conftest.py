@@ -139,3 +139,52 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs ../shared/data (looked in {SHARED_DATA}); CI always has it")
     return SHARED_DATA
+
+
+# ---------------------------------------------------------------------------------------------- a tiny causal LM
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CAUSAL_CORPUS = [
+    "the movie was really good and the food was great.", "this phone is slow and the app is broken.",
+    "hello world! how are you today? I am fine, thank you.", "translate to German: the house is small.",
+    "今天天气很好，我们去公园散步吧。", "这家餐厅的菜很好吃，服务也很好。", "外卖送得很快，味道不错。",
+]
+
+
+def build_tiny_causal(folder: Path, init_range: float = 0.1) -> Path:
+    """A deterministic tiny Llama (SmolLM2's architecture: hidden 32, 2 layers, 4 query / 2 key-value heads, tied
+    embeddings, 256 positions) with a byte-level BPE tokenizer (~400 pieces, so most Chinese characters are several
+    byte tokens), ChatML chat template, eos = pad = <|im_end|>. `init_range` 0.1 (transformers' default is 0.02)
+    spreads the logits, so greedy choices are not near-ties that rounding could flip."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(CAUSAL_CORPUS * 4, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|im_end|>",
+                                        pad_token="<|im_end|>", unk_token="<|endoftext|>", model_max_length=256)
+    tokenizer.chat_template = CHATML
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=256,
+                         tie_word_embeddings=True, initializer_range=init_range, bos_token_id=0, eos_token_id=eos,
+                         pad_token_id=eos)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(bos_token_id=0, eos_token_id=eos, pad_token_id=eos)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_dir(tmp_path_factory) -> Path:
+    """build_tiny_causal: a tiny Llama causal-LM folder with a ChatML tokenizer. Do not write into it."""
+    return build_tiny_causal(tmp_path_factory.mktemp("tiny-causal") / "tiny-llama")

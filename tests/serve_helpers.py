@@ -103,3 +103,66 @@ def wait_ready(url: str, timeout: float = 30) -> None:
             pass
         time.sleep(0.05)
     raise RuntimeError(f"{url} was not ready within {timeout} s")
+
+
+class FakeEvent:
+    """The engine's Event shape (tuneforge.generate.engine.Event)."""
+
+    def __init__(self, seq_id, text_delta, token_ids, finished=False, finish_reason=None):
+        self.seq_id, self.text_delta, self.token_ids = seq_id, text_delta, token_ids
+        self.finished, self.finish_reason = finished, finish_reason
+
+
+class FakeEngine:
+    """The generate.engine.Engine interface with scripted output: every sequence says WORDS, one token per step,
+    then ends with finish_reason "stop" (as at an end-of-text token), or "length" after settings.max_new_tokens.
+    Records what it was given (added, cancelled, steps) and the most sequences it ever held at once (max_active).
+    `gate` (set) lets steps run; `step_s` slows each step; `fail_next_step` makes the next step raise it;
+    `endless=True` repeats WORDS until max_new_tokens."""
+
+    WORDS = ("Hello", ",", " world", "!", " How", " are", " you", "?")
+
+    def __init__(self, max_batch: int = 16, step_s: float = 0.0, endless: bool = False):
+        self.max_batch, self.step_s, self.endless = max_batch, step_s, endless
+        self.seqs: dict[int, dict] = {}
+        self.added, self.cancelled, self.steps, self.max_active = [], [], 0, 0
+        self.gate, self.fail_next_step, self._next = threading.Event(), None, 0
+        self.gate.set()
+
+    @property
+    def active(self) -> int:
+        return len(self.seqs)
+
+    def add(self, prompt_ids, settings) -> int:
+        if "refuse" in getattr(settings, "stop", ()):
+            raise ValueError("refused by the fake engine")
+        seq, self._next = self._next, self._next + 1
+        self.seqs[seq] = {"n": 0, "max": settings.max_new_tokens}
+        self.added.append((list(prompt_ids), settings))
+        self.max_active = max(self.max_active, len(self.seqs))
+        return seq
+
+    def step(self) -> list:
+        assert self.gate.wait(10)
+        time.sleep(self.step_s)
+        if self.fail_next_step is not None:
+            exc, self.fail_next_step = self.fail_next_step, None
+            raise exc
+        self.steps += 1
+        events = []
+        for seq, state in list(self.seqs.items()):
+            state["n"] += 1
+            n = state["n"]
+            if n > len(self.WORDS) and not self.endless:  # the end-of-text token: no text
+                events.append(FakeEvent(seq, "", [2], True, "stop"))
+            else:
+                done = n >= state["max"]
+                word = self.WORDS[(n - 1) % len(self.WORDS)]
+                events.append(FakeEvent(seq, word, [100 + n % 100], done, "length" if done else None))
+            if events[-1].finished:
+                del self.seqs[seq]
+        return events
+
+    def cancel(self, seq_id: int) -> None:
+        self.cancelled.append(seq_id)
+        self.seqs.pop(seq_id, None)

@@ -9,7 +9,9 @@ from tuneforge.errors import UserError
 
 def load(path: str, **kwargs):
     """A Predictor for a model folder (runs/x/final, any HF folder, an alias, or a `tuneforge export` folder, served
-    with onnxruntime): .predict(texts), .embed(texts)."""
+    with onnxruntime): .predict(texts), .embed(texts). For a causal LM (GPT-2, Llama, Qwen, smollm2-135m, an SFT or
+    `pretrain --objective clm` run, a LoRA adapter) a TextGenerator: .generate(prompt, **settings),
+    .stream(prompt, **settings) (an iterator of text pieces), .chat(messages, **settings)."""
     from tuneforge.serve.load import load as run
 
     return run(path, **kwargs)
@@ -25,7 +27,8 @@ def finetune(config=None, **overrides):
 
 
 def pretrain(config=None, **overrides):
-    """Masked-LM pretraining from a PretrainConfig, a YAML path, or keyword sections (data=..., model=...)."""
+    """Pretraining (masked-LM, or causal LM with objective="clm") from a PretrainConfig, a YAML path, or keyword
+    sections (objective=..., data=..., model=...)."""
     from tuneforge.config import PretrainConfig, load_config
     from tuneforge.recipes.pretrain import pretrain as run
 

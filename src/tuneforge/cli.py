@@ -53,22 +53,48 @@ def finetune(
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in the run folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run folder first."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    task: Optional[str] = typer.Option(None, "--task", help="classification (default) | sft: instruction-tune a causal LM (default model smollm2-135m) on prompt/response or messages data."),
+    lora: Optional[bool] = typer.Option(None, "--lora/--no-lora", help="sft: train LoRA adapters instead of every weight."),
+    lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="sft: LoRA rank (default 8)."),
+    lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha", help="sft: LoRA alpha (default 16; updates scale by alpha/rank)."),
+    lora_dropout: Optional[float] = typer.Option(None, "--lora-dropout", help="sft: dropout on the adapter input (default 0.05)."),
+    lora_targets: Optional[str] = typer.Option(None, "--lora-targets", help="sft: comma-separated module names to adapt, e.g. q_proj,v_proj (default: every linear layer of the blocks)."),
+    merge_lora: Optional[bool] = typer.Option(None, "--merge-lora", help="sft: merge the adapters into the weights, so final/ is a plain model folder."),
+    prompt_column: Optional[str] = typer.Option(None, "--prompt-column", help="sft: column with the prompt (default prompt)."),
+    response_column: Optional[str] = typer.Option(None, "--response-column", help="sft: column with the reference answer (default response)."),
+    messages_column: Optional[str] = typer.Option(None, "--messages-column", help="sft: column with a chat, a list of {role, content} (default messages)."),
 ) -> None:
-    """Fine-tune a classifier (binary, multi-class or multi-label) and evaluate it on validation and test."""
+    """Fine-tune a classifier (binary, multi-class or multi-label), or instruction-tune a causal LM (--task sft, full
+    or --lora), and evaluate it on validation and test."""
     from tuneforge.config import FinetuneConfig, load_config
     from tuneforge.recipes.finetune import finetune as run
 
     if resume and config is None and output and (Path(output) / "config.yaml").is_file():
         config = Path(output) / "config.yaml"  # resume with the run's own resolved config
-    base = {"output": output, "model": {"name": model},
+    targets = [t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets is not None else None
+    base = {"output": output, "task": task, "model": {"name": model},
             "data": {"train": train, "validation": validation, "test": test, "text_column": text_column,
-                     "label_column": label_column, "label_separator": label_separator},
-            "train": {"class_weights": class_weights}}
+                     "label_column": label_column, "label_separator": label_separator, "prompt_column": prompt_column,
+                     "response_column": response_column, "messages_column": messages_column},
+            "train": {"class_weights": class_weights},
+            "lora": {"enabled": lora, "rank": lora_rank, "alpha": lora_alpha, "dropout": lora_dropout,
+                     "target_modules": targets, "merge": merge_lora}}
     cfg = load_config(config, FinetuneConfig, overrides, base)
     summary = run(cfg, resume=resume, overwrite=overwrite)
-    if summary.report:  # the main process
+    if summary.report and summary.task == "sft":
+        _print_sft(summary)
+    elif summary.report:  # the main process
         _print_metrics("TuneForge fine-tune", summary.metrics)
         typer.echo(f"model:  {summary.final}\nreport: {summary.report}")
+
+
+def _print_sft(summary) -> None:
+    from tuneforge.evaluate.sft_report import headline
+
+    for split, m in summary.metrics.items():
+        typer.echo(f"{split}: {headline(m)} · loss {m['loss']:.4f} on {m['tokens']:,} answer tokens")
+    typer.echo(f"{summary.steps} steps, {summary.tokens:,} tokens, {summary.tokens_per_s:,.0f} tokens/s · stopped by "
+               f"{summary.stop_reason}\nmodel:  {summary.final}\nreport: {summary.report}")
 
 
 @app.command()
@@ -163,17 +189,18 @@ def export(
 def pretrain(
     config: Optional[Path] = typer.Argument(None, help="YAML config (optional). Flags and --set override it."),
     corpus: list[str] = typer.Option([], "--corpus", help="Unlabelled text: .txt (one text per line), JSONL/CSV/Parquet or a `datasets` folder; globs allowed. Repeat or list several after one flag."),
-    objective: Optional[str] = typer.Option(None, "--objective", help="Pretraining objective: mlm."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="mlm (masked-LM, BERT-style encoder; default) | clm (causal LM: next-token prediction, GPT-style)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="From scratch: tiny | mini | small | medium | base (see `tuneforge inspect mini`)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder for --preset (default: train one on the corpus)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Continue pretraining this encoder instead: alias (minilm-l6), folder or hub id."),
+    model: Optional[str] = typer.Option(None, "--model", help="Continue pretraining this model instead: an encoder (mlm: minilm-l6, folder, hub id) or a causal LM (clm: smollm2-135m, folder)."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Column with the text in JSONL/CSV/Parquet/datasets sources."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Run folder (default runs/pretrain)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in the run folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run folder first."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP.replace("train.epochs=3", "train.budget_minutes=30")),
 ) -> None:
-    """Pretrain an encoder with masked-LM, from scratch (--preset) or continued (--model); reports perplexity."""
+    """Pretrain an encoder with masked-LM or a GPT-style model with --objective clm, from scratch (--preset) or
+    continued (--model); reports held-out perplexity."""
     from tuneforge.config import PretrainConfig, load_config
     from tuneforge.recipes.pretrain import pretrain as run
 
@@ -191,9 +218,12 @@ def _print_pretrain(summary) -> None:
         return
     m, first = summary.metrics, summary.initial_metrics or {}
     start = f" (before: {first['perplexity']:.1f})" if first else ""
-    typer.echo(f"held-out perplexity {m['perplexity']:.2f}{start} · masked-token accuracy {m['masked_accuracy']:.2%} · "
+    accuracy = next((f"{label} {m[key]:.2%} · " for key, label in (("masked_accuracy", "masked-token accuracy"),
+                     ("accuracy", "next-token accuracy")) if key in m), "")
+    mfu = f"MFU {summary.mfu:.1%}" if summary.mfu is not None else "MFU n/a"
+    typer.echo(f"held-out perplexity {m['perplexity']:.2f}{start} · {accuracy}"
                f"{summary.steps} steps, {summary.tokens:,} tokens, {summary.tokens_per_s:,.0f} tokens/s, "
-               f"MFU {summary.mfu:.1%} · stopped by {summary.stop_reason}")
+               f"{mfu} · stopped by {summary.stop_reason}")
     typer.echo(f"model:  {summary.final}\nreport: {summary.report}")
 
 
@@ -205,7 +235,7 @@ app.add_typer(tokenizer_app, name="tokenizer")
 def tokenizer_train(
     input: list[str] = typer.Option(..., "--input", help="Corpus files (.txt one text per line, JSONL/CSV/Parquet, datasets folder); globs allowed."),
     output: str = typer.Option(..., "--output", "-o", help="Tokenizer folder (loads with AutoTokenizer.from_pretrained)."),
-    kind: str = typer.Option("wordpiece", "--type", help="wordpiece (BERT) | bpe (byte-level, RoBERTa) | unigram (SentencePiece, ALBERT)."),
+    kind: str = typer.Option("wordpiece", "--type", help="wordpiece (BERT) | bpe (byte-level, RoBERTa) | unigram (SentencePiece, ALBERT) | gpt (byte-level, <|endoftext|>, for causal LMs)."),
     vocab_size: int = typer.Option(8000, "--vocab-size", help="Vocabulary size."),
     lowercase: bool = typer.Option(True, "--lowercase/--no-lowercase", help="Lowercase in the normaliser."),
     strip_accents: Optional[bool] = typer.Option(None, "--strip-accents/--no-strip-accents", help="Strip accents (default: same as --lowercase)."),
@@ -227,7 +257,7 @@ def tokenizer_train(
 
 @app.command()
 def inspect(
-    model: str = typer.Argument(..., help="Model: alias (minilm-l6), model folder, hub id, or a preset name (tiny, mini, small, medium, base)."),
+    model: str = typer.Argument(..., help="Model: alias (minilm-l6, smollm2-135m), model folder, hub id, an MLM preset (tiny, mini, small, medium, base) or a GPT-style preset (gpt-tiny … gpt-base)."),
     seq_len: int = typer.Option(128, "--seq-len", help="Sequence length for the FLOPs per token."),
     vocab_size: int = typer.Option(8000, "--vocab-size", help="Vocabulary size when MODEL is a preset."),
 ) -> None:
@@ -279,13 +309,16 @@ def quickstart(
 
 @app.command()
 def serve(
-    model: str = typer.Option(..., "--model", help="Model folder: a fine-tuned runs/x/final, a `tuneforge export` folder (served with onnxruntime), an encoder folder or alias (embeddings only)."),
+    model: str = typer.Option(..., "--model", help="Model folder: a fine-tuned runs/x/final, a `tuneforge export` folder (served with onnxruntime), an encoder folder or alias (embeddings only), or a causal LM folder or alias such as smollm2-135m (OpenAI-compatible chat and completions)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on. 0.0.0.0 exposes the server to the network: set --api-key then."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TUNEFORGE_API_KEY", show_envvar=True, help="Require 'Authorization: Bearer KEY' on /v1/* and /metrics (/, /health, /ready, /docs stay open)."),
     max_batch_size: int = typer.Option(64, "--max-batch-size", help="Dynamic batching: most texts merged into one model call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Dynamic batching: how long to wait for more requests after the first (0: merge only what is already queued)."),
-    no_batching: bool = typer.Option(False, "--no-batching", help="One model call per request (for comparison)."),
+    no_batching: bool = typer.Option(False, "--no-batching", help="One model call per request; for a causal LM one generation at a time (for comparison)."),
+    max_sequences: int = typer.Option(16, "--max-sequences", help="Causal LMs: most generations decoding together (continuous batching); more wait for a free slot."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", help="Causal LMs: most tokens a request may ask for (max_tokens above → 400); also the default when it asks for none."),
+    max_prompt_chars: int = typer.Option(32000, "--max-prompt-chars", help="Causal LMs: most characters of prompt (all messages together); more → 413."),
     max_texts: int = typer.Option(64, "--max-texts", help="Most texts per request; more → 413."),
     max_chars: int = typer.Option(2000, "--max-chars", help="Most characters per text; longer → 422."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (default: the usable cores minus one for the HTTP side, 1 to 3)."),
@@ -294,18 +327,22 @@ def serve(
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | int8 for a PyTorch model folder (bf16: ~1.6× faster on CPUs with native bf16; int8: dynamically quantized linears, CPU)."),
     spinning: Optional[str] = typer.Option(None, "--spinning", help="ONNX export only: when idle ONNX Runtime threads spin instead of sleeping. call (default): during a forward pass, then they sleep; always: between requests too (measured no faster than call; slows everything else on the cores); off: never. Any case."),
 ) -> None:
-    """Serve a model over HTTP: /v1/predict, /v1/embed, /v1/model, /health, /ready, /metrics, /docs and a web page at /."""
+    """Serve a model over HTTP: /v1/predict, /v1/embed (or, for a causal LM, OpenAI-compatible /v1/chat/completions, /v1/completions, /v1/models), /v1/model, /health, /ready, /metrics, /docs and a web page at /."""
     from tuneforge.recipes.serve import serve as run
     from tuneforge.serve.app import ServeSettings
 
     settings = ServeSettings(api_key=api_key or None, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                             batching=not no_batching, max_texts=max_texts, max_chars=max_chars)
+                             batching=not no_batching, max_texts=max_texts, max_chars=max_chars,
+                             max_sequences=max_sequences, max_tokens=max_tokens, max_prompt_chars=max_prompt_chars)
     run(model, host, port, settings, threads, log_level, forward_batch_size, precision, spinning)
 
 
 from tuneforge.cli_trust import register as _register_trust_commands  # noqa: E402  (after the core verbs)
 
 _register_trust_commands(app)
+from tuneforge.cli_generate import register as _register_generate_command  # noqa: E402  (text from a causal LM)
+
+_register_generate_command(app)
 
 MULTI_VALUE = {"--corpus", "--input"}  # `--corpus a.txt b.txt` as the docs write it, not only repeated flags
 

@@ -23,9 +23,12 @@ from tfi_helpers import assert_user_error, cli_env, run_cli
     (["--model", "{tiny}", "--forward-batch-size", "0"], ["--forward-batch-size must be at least 1"]),
     (["--model", "{tiny}", "--spinning", "fast"], ["--spinning fast", "call, always, off"]),
     (["--model", "{tiny}", "--spinning", "Always"], ["ONNX Runtime setting"]),  # a PyTorch folder; case-insensitive
+    (["--model", "{causal}", "--precision", "int8"], ["fp32 or bf16"]),
+    (["--model", "{causal}", "--spinning", "off"], ["ONNX Runtime setting", "causal LM"]),
+    (["--model", "{causal}", "--max-tokens", "0"], ["--max-tokens must be at least 1"]),
 ])
-def test_mistakes_are_one_line_errors(tmp_path, tiny_model, args, needles):
-    args = [a.replace("{tiny}", str(tiny_model)) for a in args]
+def test_mistakes_are_one_line_errors(tmp_path, tiny_model, tiny_causal_dir, args, needles):
+    args = [a.replace("{tiny}", str(tiny_model)).replace("{causal}", str(tiny_causal_dir)) for a in args]
     assert_user_error(run_cli(["serve", *args, "--port", "0"], cwd=tmp_path, timeout=120), *needles)
 
 

@@ -23,12 +23,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("config",),
     ("data",),
     ("model",),
+    ("generate",),  # decoding (sampling, stop rules, streaming, the batched engine): used by evaluate, serve, recipes
     ("train",),
     ("evaluate",),
     ("export",),
     ("serve",),
     ("recipes",),
-    ("cli", "cli_trust", "client", "__init__", "__main__"),  # the entry points
+    ("cli", "cli_trust", "cli_generate", "client", "__init__", "__main__"),  # the entry points
 ]
 
 # Imports the layer order alone would allow but the rule forbids.

@@ -21,6 +21,8 @@ LEVERS: dict[str, str] = {
                     "page-faulted back (about 12,000 page faults per step of the default model).",
     "length_grouping": "Training batches of similar length (shuffled mega-batches sorted by length), so less padding "
                        "is computed; off: plain shuffled batches.",
+    "label_logits": "Causal-LM fine-tuning (sft): the LM head and its softmax run only at the positions whose next "
+                    "token is a target (the answers), not at prompt tokens; exact up to rounding.",
 }
 
 

@@ -9,8 +9,9 @@ from pydantic import BaseModel
 from tuneforge.config.schema import FinetuneConfig, PipelineConfig, PretrainConfig
 
 GROUPS = {"data": "What: the data", "model": "What: the model", "tokenizer": "What: the tokenizer",
-          "mlm": "What: the masking", "train": "How: optimisation", "eval": "How: evaluation",
-          "runtime": "Where: runtime (never changes results)"}
+          "mlm": "What: the masking (objective mlm)", "clm": "What: the causal-LM objective (objective clm)",
+          "lora": "What: LoRA adapters (sft)", "train": "How: optimisation",
+          "eval": "How: evaluation", "runtime": "Where: runtime (never changes results)"}
 
 
 def _esc(text: str | None) -> str:

@@ -27,14 +27,19 @@ class DataConfig(_Strict):
     validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of train held out for validation when no validation file is given.")
     test_fraction: float = Field(0.1, ge=0, lt=0.5, description="Share of train held out for test when no test file is given (0 = no test split).")
     split_seed: int = Field(13, description="Seed of the stratified split.")
-    max_length: int = Field(128, ge=8, le=8192, description="Truncate texts to this many tokens.")
+    max_length: int = Field(128, ge=8, le=8192, description="Truncate texts to this many tokens. SFT: tokens per example and per packed row; left unset, an SFT run uses 512.")
     normalize: bool = Field(True, description="Unicode NFKC and whitespace clean-up of texts before tokenizing.")
     check: bool = Field(True, description="Quick data check before training: exact duplicates, label conflicts and validation/test texts that also occur in train (leakage); counts go to the log and the report. `tuneforge data check` runs the full check.")
     redact_pii: bool = Field(False, description="Replace personal data (e-mails, phones, China ID numbers, cards, IPs, URLs, IBANs) with typed placeholders such as [EMAIL] before training; counts per type go to the report.")
+    # --- task sft (instruction tuning); classification ignores these
+    prompt_column: str = Field("prompt", description="SFT: column holding the prompt (with `response_column`), when the data has no `messages_column`.")
+    response_column: str = Field("response", description="SFT: column holding the reference response; the loss is on its tokens only.")
+    messages_column: str = Field("messages", description="SFT: column holding a chat as a list of {role, content} (roles system, user, assistant; JSON text in CSV); the loss is on every assistant turn.")
+    packing: bool = Field(True, description="SFT: pack several examples into each row of `max_length` tokens (each attends only to itself, positions restart), instead of one padded example per row.")
 
 
 class ModelConfig(_Strict):
-    name: str = Field("minilm-l6", description="Alias (minilm-l6), local Hugging Face model folder, or a hub id (needs network).")
+    name: str = Field("minilm-l6", description="Alias (minilm-l6), local Hugging Face model folder, or a hub id (needs network). With --task sft and this left unset: smollm2-135m (a causal LM).")
     extend_vocab: Literal["auto", "never", "always"] = Field(
         "auto", description="Add the characters/words the tokenizer maps to [UNK] as new tokens. auto: when the [UNK] rate exceeds `unk_threshold`.")
     unk_threshold: float = Field(0.02, ge=0, le=1, description="[UNK] token rate above which the coverage warning (and auto vocab extension) fires.")
@@ -65,11 +70,14 @@ class TrainConfig(TrainBase):
 class EvalConfig(_Strict):
     every_steps: int | None = Field(None, gt=0, description="Evaluate (and checkpoint) every N steps. Auto: every epoch, or ~4 times an epoch on large data.")
     metric: Literal["auto", "accuracy", "macro_f1", "micro_f1", "loss"] = Field(
-        "auto", description="Metric for best-checkpoint selection and early stopping. Auto: accuracy (single-label), micro_f1 (multi-label).")
+        "auto", description="Metric for best-checkpoint selection and early stopping. Auto: accuracy (single-label), micro_f1 (multi-label), loss (sft: held-out loss on the response tokens).")
     batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction.")
     calibrate: bool = Field(True, description="Fit a softmax temperature on validation (single-label), store it in the model and use it at predict time; the report shows calibration before and after.")
     baseline: bool = Field(True, description="Train a TF-IDF + logistic regression baseline on the same split and show it beside the transformer in the report.")
     bootstrap_samples: int = Field(1000, ge=0, description="Bootstrap resamples for the 95% confidence intervals in the report (0 = off).")
+    generate_samples: int = Field(50, ge=0, description="SFT: how many prompts of the report split get a generated answer (greedy) for exact match, label accuracy, ROUGE-L and the side-by-side table (0 = none).")
+    max_new_tokens: int | None = Field(None, gt=0, description="SFT: most tokens generated per prompt. Auto: the longest training response in tokens plus 8 (at most 256).")
+    labels: list[str] | None = Field(None, description="SFT: the answer set for label accuracy (e.g. [positive, negative]). Auto: the distinct training responses, when there are at most 20 and each occurs at least twice on average.")
 
 
 class RuntimeConfig(_Strict):
@@ -93,11 +101,22 @@ class RuntimeConfig(_Strict):
         return name in parse_levers(self.levers)
 
 
+class LoraConfig(_Strict):
+    """SFT with LoRA adapters (peft): the base model stays frozen; low-rank updates train in the target modules."""
+    enabled: bool = Field(False, description="Train LoRA adapters instead of every weight (--lora).")
+    rank: int = Field(8, ge=1, le=1024, description="Rank r of each low-rank update.")
+    alpha: float = Field(16.0, gt=0, description="Scaling numerator: an update is multiplied by alpha / rank.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] | None = Field(None, description="Module names to adapt (e.g. [q_proj, v_proj]). Auto: the attention and MLP projections of the model type.")
+    merge: bool = Field(False, description="Merge the trained adapters into the base weights, so final/ is a plain model folder (else final/ holds the adapter and names its base).")
+
+
 class FinetuneConfig(_Strict):
-    task: Literal["classification"] = Field("classification", description="Task type.")
+    task: Literal["classification", "sft"] = Field("classification", description="Task type: classification (encoder + head) or sft (instruction tuning of a causal LM on prompt/response or messages data).")
     output: str = Field("runs/finetune", description="Run folder: config.yaml, metrics.jsonl, checkpoints/, final/, report/.")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
@@ -113,35 +132,43 @@ class CorpusConfig(_Strict):
     min_chars: int = Field(10, ge=1, description="Drop texts shorter than this many characters (after cleaning).")
     max_chars: int | None = Field(None, gt=0, description="Drop texts longer than this many characters (null = no limit).")
     redact_pii: bool = Field(False, description="Replace personal data with typed placeholders ([EMAIL], [PHONE] ...) while cleaning.")
-    block_size: int = Field(128, ge=16, le=8192, description="Tokens per packed training block ([CLS] + text; texts joined by [SEP]).")
-    validation_fraction: float = Field(0.02, gt=0, lt=0.5, description="Share of blocks held out for MLM loss / perplexity.")
+    block_size: int = Field(128, ge=16, le=8192, description="Tokens per packed training block (mlm: [CLS] + texts joined by [SEP]; clm: texts joined by the EOS token). At most the model's positions.")
+    validation_fraction: float = Field(0.02, gt=0, lt=0.5, description="Share of blocks held out for the held-out loss / perplexity.")
     max_validation_blocks: int = Field(500, ge=1, description="Upper bound on held-out blocks (keeps evaluation quick).")
     cache_dir: str | None = Field(None, description="Tokenized-corpus cache, keyed by content hash. Default: $TUNEFORGE_CACHE or ~/.cache/tuneforge.")
 
 
 class TokenizerConfig(_Strict):
     path: str | None = Field(None, description="Tokenizer folder to use. Default: the model's own (continued) or one trained on the corpus (from scratch).")
-    type: Literal["wordpiece", "bpe", "unigram"] = Field("wordpiece", description="Tokenizer family to train: wordpiece (BERT), bpe (byte-level, RoBERTa), unigram (SentencePiece, ALBERT).")
+    type: Literal["wordpiece", "bpe", "unigram", "gpt"] = Field("wordpiece", description="Tokenizer family to train: wordpiece (BERT), bpe (byte-level, RoBERTa), unigram (SentencePiece, ALBERT), gpt (byte-level BPE with one special, <|endoftext|>, as GPT-2). `pretrain --objective clm` trains gpt unless this is set.")
     vocab_size: int = Field(8000, ge=100, le=1_000_000, description="Vocabulary size of a trained tokenizer.")
-    lowercase: bool = Field(True, description="Lowercase text in the tokenizer's normaliser.")
+    lowercase: bool = Field(True, description="Lowercase text in the tokenizer's normaliser. `pretrain --objective clm` keeps case (false) unless this is set: a generative model should write capitals.")
     strip_accents: bool | None = Field(None, description="Strip accents (é → e). Auto: same as `lowercase`, as BERT does.")
     min_frequency: int = Field(2, ge=1, description="Minimum count for a merge / piece to enter the vocabulary.")
 
 
 class PretrainModelConfig(_Strict):
-    name: str | None = Field(None, description="Continue pretraining this encoder: alias (minilm-l6), local folder or hub id.")
+    name: str | None = Field(None, description="Continue pretraining this model: an encoder for mlm (alias minilm-l6, local folder or hub id), a causal LM for clm (alias smollm2-135m or a local GPT-2/Llama/Qwen... folder). Its tokenizer is kept.")
     preset: Literal["tiny", "mini", "small", "medium", "base"] | None = Field(
-        None, description="Pretrain from scratch with a size preset (see `tuneforge inspect PRESET`).")
+        None, description="Pretrain from scratch with a size preset: BERT miniatures for mlm, GPT-style (Llama architecture) for clm; see `tuneforge inspect PRESET`.")
     max_position: int = Field(512, ge=16, description="Position embeddings of a from-scratch model.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Hidden and attention dropout of a from-scratch model (short budgets learn faster with 0).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout of a from-scratch model: hidden and attention (mlm; short budgets learn faster with 0), attention only (clm: the Llama architecture has no other), where `--objective clm` uses 0 unless this is set.")
     norm: Literal["post", "pre"] = Field(
-        "post", description="LayerNorm placement of a from-scratch model. post: BERT. pre: RoBERTa-PreLayerNorm (LayerNorm before each sublayer; stable at higher learning rates). Both load with AutoModelForMaskedLM.")
+        "post", description="mlm only: LayerNorm placement of a from-scratch model. post: BERT. pre: RoBERTa-PreLayerNorm (LayerNorm before each sublayer; stable at higher learning rates). Both load with AutoModelForMaskedLM. (clm presets are pre-norm, RMSNorm.)")
 
 
 class MlmConfig(_Strict):
+    """Masked-LM only: setting any of these with `objective: clm` is an error."""
     mask_rate: float = Field(0.15, gt=0, lt=1, description="Share of tokens selected for prediction (80% [MASK], 10% random, 10% kept).")
     whole_word: bool = Field(False, description="Mask whole words (Chinese: words found by jieba) instead of single tokens.")
     document_attention: bool = Field(True, description="Each packed text attends only to itself, with positions restarted per text (as in fine-tuning), instead of to every text in its block.")
+
+
+class ClmConfig(_Strict):
+    """Causal-LM only: setting any of these with `objective: mlm` is an error."""
+    document_attention: bool = Field(True, description="Each packed text attends only to itself, with positions restarted per text, and no loss crosses a text boundary (a text's first token is not predicted from the text before it). false: each block is one causal sequence, as GPT-2 was trained.")
+    samples: int = Field(4, ge=0, le=64, description="Greedy continuations shown in the report at the end: the first words of this many held-out texts, and what the model writes after them (0 = none).")
+    sample_tokens: int = Field(32, ge=1, le=1024, description="New tokens per report sample.")
 
 
 class PretrainTrainConfig(TrainBase):
@@ -149,17 +176,18 @@ class PretrainTrainConfig(TrainBase):
 
 
 class PretrainEvalConfig(_Strict):
-    every_steps: int | None = Field(None, gt=0, description="Held-out MLM evaluation (and checkpoint) every N steps. Auto: ~10 per run, at most every 100 steps.")
+    every_steps: int | None = Field(None, gt=0, description="Held-out evaluation (and checkpoint) every N steps. Auto: ~10 per run, at most every 100 steps.")
     batch_size: int = Field(64, gt=0, description="Blocks per evaluation batch.")
 
 
 class PretrainConfig(_Strict):
-    objective: Literal["mlm"] = Field("mlm", description="Pretraining objective.")
+    objective: Literal["mlm", "clm"] = Field("mlm", description="Pretraining objective: mlm (masked-LM, BERT-style encoders) or clm (causal LM: next-token prediction, GPT-style generative models).")
     output: str = Field("runs/pretrain", description="Run folder: config.yaml, metrics.jsonl, checkpoints/, final/, report/.")
     data: CorpusConfig = Field(default_factory=CorpusConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     model: PretrainModelConfig = Field(default_factory=PretrainModelConfig)
     mlm: MlmConfig = Field(default_factory=MlmConfig)
+    clm: ClmConfig = Field(default_factory=ClmConfig)
     train: PretrainTrainConfig = Field(default_factory=PretrainTrainConfig)
     eval: PretrainEvalConfig = Field(default_factory=PretrainEvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

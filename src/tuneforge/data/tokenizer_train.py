@@ -1,6 +1,6 @@
 """Train a fast Hugging Face tokenizer (WordPiece, byte-level BPE or Unigram) with the `tokenizers` library.
 
-Each family gets the special tokens and post-processor its models expect (BERT, RoBERTa, ALBERT), and CJK
+Each family gets the special tokens and post-processor its models expect (BERT, RoBERTa, ALBERT, GPT), and CJK
 ideographs are split into single characters before the model sees them, as BERT's basic tokenizer does.
 """
 from __future__ import annotations
@@ -21,7 +21,13 @@ FAMILIES = {
              "unk_token": "<unk>", "mask_token": "<mask>"}),
     "unigram": (["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
                 {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}),
+    # GPT-2's one special: <|endoftext|> ends every text (and starts, pads and stands in for unknowns). Byte-level,
+    # so nothing is ever unknown; pad = EOS so batched generation needs no extra token.
+    "gpt": (["<|endoftext|>"],
+            {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+             "pad_token": "<|endoftext|>"}),
 }
+BYTE_LEVEL = ("bpe", "gpt")
 
 
 def is_cjk(ch: str) -> bool:
@@ -54,7 +60,7 @@ def _build(kind: str, lowercase: bool, strip_accents: bool):
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # CJK already spaced out by BertNormalizer
         tok.decoder = decoders.WordPiece(prefix="##")
         trainer = trainers.WordPieceTrainer
-    elif kind == "bpe":
+    elif kind in BYTE_LEVEL:
         tok = Tokenizer(models.BPE(unk_token=None))
         tok.pre_tokenizer = pre_tokenizers.Sequence([split_cjk, pre_tokenizers.ByteLevel(add_prefix_space=False)])
         tok.decoder = decoders.ByteLevel()
@@ -71,6 +77,8 @@ def _build(kind: str, lowercase: bool, strip_accents: bool):
 def _post_processor(kind: str, tok, roles: dict):
     from tokenizers import processors
 
+    if kind == "gpt":  # no tokens added around a text: the data pipeline appends EOS where a text ends
+        return processors.ByteLevel(trim_offsets=False)
     cls, sep = roles["cls_token"], roles["sep_token"]
     ids = {t: tok.token_to_id(t) for t in (cls, sep)}
     if kind == "bpe":
@@ -92,7 +100,7 @@ def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: i
         kwargs["unk_token"] = roles["unk_token"]
     else:
         kwargs["min_frequency"] = min_frequency
-    if kind == "bpe":
+    if kind in BYTE_LEVEL:
         kwargs["initial_alphabet"] = pre_tokenizers.ByteLevel.alphabet()
     tok.train_from_iterator(texts, trainer=trainer_cls(**kwargs))
     tok.post_processor = _post_processor(kind, tok, roles)

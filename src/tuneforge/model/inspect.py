@@ -91,6 +91,21 @@ def mlm_training_flops(model, seq_len: int, mask_rate: float) -> float:
     return float(3 * (2 * encoder + attention + mask_rate * 2 * head_params))
 
 
+def clm_training_flops(model, seq_len: int) -> float:
+    """Training FLOPs per token of a causal LM (forward + backward = 3 × forward): 2 per weight of every matmul
+    that runs on every token — the blocks and the vocabulary projection, a tied embedding counted once, as the
+    LM head it is — plus attention scores and mixing (4 × T × d per layer; PaLM's 6N + 12·L·d·T). The MFU
+    numerator."""
+    cfg = model.config
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 0)
+    hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 0)
+    matmul = non_embedding_params(model)
+    out_emb = model.get_output_embeddings()
+    if out_emb is not None and out_emb.weight is model.get_input_embeddings().weight:
+        matmul += out_emb.weight.numel()  # tied: the embedding table is also the head's weight matrix
+    return float(3 * (2 * matmul + 4 * layers * seq_len * hidden))
+
+
 def _fmt(n: float) -> str:
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= size:

@@ -1,5 +1,6 @@
-"""The classification loss and its class weights: shared by the training objective (train/objectives.py) and the
-streaming evaluation (evaluate/stream.py), which must not import the training code."""
+"""The losses shared by the training objectives (train/objectives.py) and the streaming evaluations
+(evaluate/stream.py, evaluate/clm.py), which must not import the training code: classification (with class
+weights) and next-token cross-entropy for causal LMs."""
 from __future__ import annotations
 
 import torch
@@ -26,3 +27,19 @@ def balanced_class_weights(counts, spec) -> torch.Tensor | None:
         return torch.tensor(spec, dtype=torch.float32)
     counts = torch.as_tensor(counts, dtype=torch.float32).clamp(min=1)
     return counts.sum() / (len(counts) * counts)
+
+
+IGNORE = -100  # label of a token that is not a target (prompt, document start, padding)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy with Hugging Face-style labels: `labels[:, t]` is token t or -100, and position t
+    predicts label t + 1. The labels are shifted (padded with -100), not the logits, so fp32 logits are never
+    copied; bf16 logits go to fp32 first, so the loss is not rounded. "mean" is over target tokens (0 when a
+    batch has none); "sum" is the total (an evaluation divides by the count it adds up itself)."""
+    targets = F.pad(labels, (0, 1), value=IGNORE)[:, 1:].reshape(-1)
+    total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets, ignore_index=IGNORE,
+                            reduction="sum")
+    if reduction == "sum":
+        return total
+    return total / (targets != IGNORE).sum().clamp(min=1)

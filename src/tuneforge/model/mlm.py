@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tuneforge.errors import UserError
+from tuneforge.model.documents import restarted_positions, segment_mask
 from tuneforge.model.resolve import resolve_model
 
 # Google's BERT miniatures (Turc et al., 2019) and BERT-base; heads of 64 dims, FFN 4× hidden.
@@ -75,14 +76,8 @@ def document_inputs(model, segment_ids: torch.Tensor) -> dict[str, torch.Tensor]
     it, which is what a fine-tuned model sees. Without this a short text attends to ~10 unrelated neighbours in
     its 128-token block. Returns `attention_mask` (B, 1, T, T) and `position_ids` (B, T) for the base model.
     """
-    same = (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]
-    if model.config._attn_implementation != "sdpa":  # eager adds the mask to the scores
-        same = torch.zeros(same.shape, dtype=torch.float32, device=same.device).masked_fill(~same, -1e9)
-    t = torch.arange(segment_ids.shape[1], device=segment_ids.device).expand_as(segment_ids)
-    change = torch.ones_like(segment_ids, dtype=torch.bool)
-    change[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
-    start = torch.where(change, t, torch.zeros_like(t)).cummax(dim=1).values
-    positions = t - start + (segment_ids > 0).long()
+    same = segment_mask(model, segment_ids, causal=False)
+    positions = restarted_positions(segment_ids) + (segment_ids > 0).long()
     embeddings = getattr(getattr(model, model.base_model_prefix), "embeddings", None)
     if getattr(embeddings, "padding_idx", None) is not None:  # RoBERTa family numbers positions from pad + 1
         positions = positions + embeddings.padding_idx + 1

@@ -14,6 +14,7 @@ from tuneforge.data.encode import encode_texts
 from tuneforge.data.labels import LabelSpace
 from tuneforge.data.quality import check_splits
 from tuneforge.data.splits import load_splits, split_record
+from tuneforge.errors import UserError
 from tuneforge.evaluate.stream import evaluate_classifier
 from tuneforge.model.build import load_classifier, load_tokenizer
 from tuneforge.model.loss import balanced_class_weights
@@ -27,7 +28,13 @@ from tuneforge.train.session import Session
 
 
 def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> RunSummary:
-    """Run a fine-tune end to end and return its summary (metrics, paths)."""
+    """Run a fine-tune end to end and return its summary (metrics, paths). `task: sft` goes to recipes/sft.py."""
+    if cfg.task == "sft":
+        from tuneforge.recipes.sft import finetune_sft
+
+        return finetune_sft(cfg, resume, overwrite)
+    if cfg.lora.enabled:
+        raise UserError("lora: LoRA adapters are for causal LMs (--task sft); a classifier trains every weight.")
     session = Session(cfg, resume, overwrite)
     splits, labels, targets = _load_data(cfg)
     data_check = _quick_check(cfg, splits, session)

@@ -1,6 +1,8 @@
-"""`tuneforge inspect`: the block tree, parameters per block and FLOPs per token of a model or a size preset."""
+"""`tuneforge inspect`: the block tree, parameters per block and FLOPs per token of a model or a size preset
+(MLM presets by name, GPT-style causal presets as gpt-<name>)."""
 from __future__ import annotations
 
+from tuneforge.model.causal import CAUSAL_PRESETS, is_causal_lm
 from tuneforge.model.inspect import render_tree
 from tuneforge.model.mlm import PRESETS, preset_config
 
@@ -16,6 +18,11 @@ class _Vocab:
 
 
 def describe(name: str, seq_len: int = 128, vocab_size: int = 8000):
+    if name.startswith("gpt-") and name[4:] in CAUSAL_PRESETS:  # GPT-style presets: gpt-tiny … gpt-base
+        from tuneforge.model.causal import build_causal_lm
+
+        model = build_causal_lm(name[4:], _Vocab(vocab_size))
+        return render_tree(model, f"causal preset {name[4:]} (Llama architecture, vocabulary {vocab_size})", seq_len)
     if name in PRESETS:
         from transformers import BertForMaskedLM
 
@@ -24,6 +31,7 @@ def describe(name: str, seq_len: int = 128, vocab_size: int = 8000):
     from transformers import (
         AutoConfig,
         AutoModel,
+        AutoModelForCausalLM,
         AutoModelForMaskedLM,
         AutoModelForSequenceClassification,
     )
@@ -40,6 +48,8 @@ def describe(name: str, seq_len: int = 128, vocab_size: int = 8000):
             model = AutoModelForSequenceClassification.from_pretrained(path)
         elif any(a.endswith("ForMaskedLM") for a in archs):
             model = AutoModelForMaskedLM.from_pretrained(path)
+        elif is_causal_lm(path):
+            model = AutoModelForCausalLM.from_pretrained(path)
         else:
             model = AutoModel.from_pretrained(path)
     except (OSError, ValueError) as exc:

@@ -1,7 +1,9 @@
-"""`tuneforge serve`: load the predictor (PyTorch or ONNX), build the app, run uvicorn until SIGINT/SIGTERM."""
+"""`tuneforge serve`: load the predictor (PyTorch or ONNX) or the causal LM, build the app, run uvicorn until
+SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import logging.config
+from pathlib import Path
 
 from tuneforge.errors import UserError
 from tuneforge.serve.app import ServeSettings
@@ -29,20 +31,42 @@ def serve_threads() -> int:
     return max(1, default_threads() - 1)
 
 
+def load_generator(model: str, threads: int, precision: str = "fp32", spinning: str | None = None):
+    """A causal LM (folder, alias, or LoRA adapter folder) as the app serves it (`ServedGenerator`), on the GPU when
+    there is one. `serve.load.load_text_generator` loads it (and merges an adapter), as `tuneforge.load` does."""
+    import torch
+
+    from tuneforge.serve.generator import ServedGenerator
+    from tuneforge.serve.load import load_text_generator
+
+    if spinning is not None:
+        raise UserError(f"{model}: spinning is an ONNX Runtime setting and this is a causal LM; drop --spinning.")
+    text = load_text_generator(model, precision, threads=threads)
+    if torch.cuda.is_available():
+        text.model.to("cuda")
+    return ServedGenerator(text.model, text.tokenizer)
+
+
 def load_predictor(model: str, threads: int | None = None, batch_size: int = FORWARD_BATCH_SIZE, precision: str = "fp32",
                    spinning: str | None = None):
-    """The predictor and its resolved folder; a missing folder is a one-line UserError."""
+    """The predictor (or, for a causal LM folder, the ServedGenerator) and its resolved folder; a missing folder is
+    a one-line UserError."""
+    from tuneforge.model.causal import is_causal_lm
+    from tuneforge.model.lora import is_adapter_folder
     from tuneforge.model.resolve import resolve_model
     from tuneforge.serve.load import load
 
-    folder = resolve_model(model)
+    adapter = is_adapter_folder(Path(model).expanduser())  # no config.json: resolve_model would refuse it
+    folder = str(Path(model).expanduser()) if adapter else resolve_model(model)
+    if adapter or is_causal_lm(folder):
+        return load_generator(folder, threads or serve_threads(), precision, spinning), folder
     # load picks onnxruntime for an export folder and rejects --spinning / --precision where they do not apply.
     return load(folder, batch_size=batch_size, precision=precision, threads=threads or serve_threads(),
                 spinning=spinning), folder
 
 
 def check_settings(settings: ServeSettings, port: int) -> None:
-    for name in ("max_batch_size", "max_texts", "max_chars"):
+    for name in ("max_batch_size", "max_texts", "max_chars", "max_sequences", "max_tokens", "max_prompt_chars"):
         if getattr(settings, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(settings, name)}).")
     if settings.max_wait_ms < 0:
@@ -89,10 +113,16 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, settings: Serve
     threads = threads or serve_threads()
     predictor, folder = load_predictor(model, threads, forward_batch_size, precision, spinning)
     settings.model_path = folder
+    if settings.model_name is None and not Path(model).expanduser().exists():
+        settings.model_name = model  # an alias (smollm2-135m): its name, not its cache folder's
     app = create_app(predictor, settings)
     logging.config.dictConfig(log_config(log_level))
-    batching = (f"dynamic batching: up to {settings.max_batch_size} texts, {settings.max_wait_ms:g} ms wait, "
-                f"forward passes of {forward_batch_size}" if settings.batching else "dynamic batching: off")
+    if getattr(predictor, "task", None) == "text-generation":
+        batching = (f"continuous batching: up to {settings.max_sequences} sequences decoding together, max_tokens "
+                    f"up to {settings.max_tokens}" if settings.batching else "continuous batching: off")
+    else:
+        batching = (f"dynamic batching: up to {settings.max_batch_size} texts, {settings.max_wait_ms:g} ms wait, "
+                    f"forward passes of {forward_batch_size}" if settings.batching else "dynamic batching: off")
     logging.getLogger("tuneforge.serve").info(
         "serving %s on http://%s:%d (%s; %d model thread(s); API key %s). Docs: /docs", model, host, port, batching,
         threads,

@@ -5,17 +5,15 @@ from pathlib import Path
 
 from tuneforge.config.schema import CorpusConfig, TokenizerConfig
 from tuneforge.data.corpus import CleanStats, expand_sources, iter_clean_texts
-from tuneforge.data.tokenizer_train import train_tokenizer
+from tuneforge.data.tokenizer_train import BYTE_LEVEL, FAMILIES, train_tokenizer
 from tuneforge.errors import UserError
 from tuneforge.model.artifact import replace_dir
 
-BYTE_LEVEL_MIN = 261
-
-
 def train_tokenizer_folder(data: CorpusConfig, tok: TokenizerConfig, out: Path, model_max_length: int = 512) -> dict:
-    if tok.type == "bpe" and tok.vocab_size < BYTE_LEVEL_MIN:
-        raise UserError(f"tokenizer.vocab_size {tok.vocab_size}: a byte-level BPE needs at least {BYTE_LEVEL_MIN} "
-                        "(256 bytes + 5 special tokens).")
+    specials = len(FAMILIES[tok.type][0])
+    if tok.type in BYTE_LEVEL and tok.vocab_size < 256 + specials:
+        raise UserError(f"tokenizer.vocab_size {tok.vocab_size}: a byte-level BPE needs at least {256 + specials} "
+                        f"(256 bytes + {specials} special token{'s' if specials > 1 else ''}).")
     sources = expand_sources(data.corpus)
     stats = CleanStats()
     texts = iter_clean_texts(sources, data.text_column, data.normalize, data.dedup, data.min_chars, data.max_chars, stats,

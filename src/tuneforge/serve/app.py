@@ -1,5 +1,8 @@
 """The HTTP API (FastAPI): `create_app(predictor, settings)` wires routes, limits, auth, batching and metrics.
 
+The routes follow the model: a classifier or encoder answers /v1/predict and /v1/embed (dynamic batching); a causal
+LM answers the OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/models (continuous batching,
+`completions.py`); either kind's routes on the other kind are a 400 naming the routes it has.
 Open without a key: /, /health, /ready, /docs and /openapi.json (nothing in them is private). With an API key set,
 /v1/* and /metrics need `Authorization: Bearer <key>`, checked before the body is read.
 """
@@ -22,6 +25,9 @@ from starlette.exceptions import HTTPException
 from tuneforge.errors import UserError
 from tuneforge.serve import schemas
 from tuneforge.serve.batcher import BatcherClosed, DynamicBatcher
+from tuneforge.serve.chat_page import CHAT_PAGE
+from tuneforge.serve.completions import DRAIN_S, add_generation_routes, start_generation, warm_up_generation
+from tuneforge.serve.generator import as_generator
 from tuneforge.serve.info import describe_model
 from tuneforge.serve.metrics import CONTENT_TYPE, ServeMetrics
 from tuneforge.serve.middleware import BodyLimit, RequestContext, send_json
@@ -29,6 +35,9 @@ from tuneforge.serve.page import PAGE
 
 log = logging.getLogger("tuneforge.serve")
 PROTECTED = ("/v1/", "/metrics")
+OPENAI_PATHS = ("/v1/chat/", "/v1/completions", "/v1/models")  # error bodies there also carry OpenAI's shape
+GENERATION_ROUTES = (("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("GET", "/v1/models"))
+ENCODER_ROUTES = (("POST", "/v1/predict"), ("POST", "/v1/embed"))
 ERRORS = {code: {"model": schemas.ErrorBody, "description": text} for code, text in (
     (400, "The model cannot do this (e.g. /v1/predict on an encoder without a classification head)."),
     (401, "Missing or wrong API key (only when the server has one)."),
@@ -41,17 +50,27 @@ class ServeSettings:
     """Server knobs; the CLI's `tuneforge serve` flags map one to one."""
 
     model_path: str | None = None  # for /v1/model (manifest, hashes)
+    model_name: str | None = None  # the name /v1/model and /v1/models report (default: the folder's name)
     api_key: str | None = None
     max_batch_size: int = 64  # texts per model call
     max_wait_ms: float = 5.0  # how long the batcher waits for more requests after the first
     batching: bool = True  # False: one model call per request (the load test's baseline)
     max_texts: int = 64  # per request
     max_chars: int = 2000  # per text
+    # causal LMs
+    max_sequences: int = 16  # generations decoding together; more wait for a free slot
+    max_tokens: int = 1024  # the most a request may ask for, and the default when it names none
+    max_prompt_chars: int = 32000  # characters of prompt (all messages together)
 
     @property
     def max_body_bytes(self) -> int:
         # Worst case per character is a 6-byte JSON escape (\\uXXXX); 64 bytes of JSON overhead per text.
         return self.max_texts * (self.max_chars * 6 + 64) + 4096
+
+    @property
+    def max_generation_body_bytes(self) -> int:
+        # The same escape bound on the prompt, plus 64 KiB for message wrappers and sampling fields.
+        return self.max_prompt_chars * 6 + 65536
 
 
 def authorized(header: str | None, key: str) -> bool:
@@ -69,10 +88,20 @@ class AuthGate:
         if scope["type"] == "http" and scope["path"].startswith(PROTECTED):
             header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             if not authorized(header, self.key):
-                return await send_json(send, 401, {
-                    "detail": "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
-                    "request_id": scope.get("state", {}).get("request_id")}, [(b"www-authenticate", b"Bearer")])
+                message = "missing or wrong API key: send the header 'Authorization: Bearer <key>'"
+                return await send_json(send, 401, error_body(scope["path"], message, scope.get("state", {}).get(
+                    "request_id"), kind="authentication_error"), [(b"www-authenticate", b"Bearer")])
         await self.app(scope, receive, send)
+
+
+def error_body(path: str, message: str, request_id: str | None, detail=None, kind: str = "invalid_request_error"
+               ) -> dict:
+    """TuneForge's error body ({"detail", "request_id"}); on the OpenAI routes also OpenAI's {"error": {...}},
+    which the openai client reads its message from."""
+    body = {"detail": message if detail is None else detail, "request_id": request_id}
+    if path.startswith(OPENAI_PATHS):
+        body["error"] = {"message": message, "type": kind, "param": None, "code": None}
+    return body
 
 
 def _call_model(predictor):
@@ -103,38 +132,56 @@ def _invalid_text(i: int, kind: str, message: str) -> None:
 
 
 def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
-    """The app for one loaded predictor. The batcher starts with the app's lifespan and drains on shutdown."""
+    """The app for one loaded predictor (or causal LM). The batcher starts with the app's lifespan and drains on
+    shutdown."""
     settings = settings or ServeSettings()
-    metrics, info = ServeMetrics(), describe_model(predictor, settings.model_path)
-    warm_key = ("predict",) if predictor.labels is not None else ("embed", "mean")
+    generator = as_generator(predictor)
+    metrics, info = ServeMetrics(), describe_model(generator or predictor, settings.model_path)
+    info["name"] = settings.model_name or info["name"]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.batcher = DynamicBatcher(_call_model(predictor), settings.max_batch_size,
-                                           settings.max_wait_ms / 1000, settings.batching, metrics.record_batch)
-        warm = asyncio.create_task(_warm_up(app.state.batcher, warm_key, metrics))
+        if generator is not None:
+            app.state.batcher = batcher = start_generation(generator, settings, metrics)
+            warm = asyncio.create_task(_warm_up(lambda: warm_up_generation(batcher, generator), metrics))
+        else:
+            app.state.batcher = batcher = DynamicBatcher(_call_model(predictor), settings.max_batch_size,
+                                                         settings.max_wait_ms / 1000, settings.batching,
+                                                         metrics.record_batch)
+            key = ("predict",) if predictor.labels is not None else ("embed", "mean")
+            warm = asyncio.create_task(_warm_up(lambda: batcher.run(key, ["warm up"]), metrics))
         try:
             yield
         finally:  # uvicorn has already waited for in-flight requests; the batcher finishes what is queued
             warm.cancel()
-            await asyncio.to_thread(app.state.batcher.close)
+            await asyncio.to_thread(batcher.close, *((DRAIN_S,) if generator is not None else ()))
 
     # FastAPIOffline: /docs and /redoc from packaged assets, not a CDN, so the docs work offline too.
     app = FastAPIOffline(title="TuneForge", version=info["version"], lifespan=lifespan,
                          description=f"Serving **{info['name']}** ({info['task']}). See docs/commands/serve.md.")
     _add_error_handlers(app)
     guard = [Depends(HTTPBearer(auto_error=False))] if settings.api_key else []  # documents the scheme in /docs
-    _add_model_routes(app, predictor, settings, info, guard)
-    _add_service_routes(app, metrics, guard)
+    if generator is not None:
+        add_generation_routes(app, generator, settings, info["name"], guard, ERRORS)
+        _add_refusals(app, ENCODER_ROUTES, "this model generates text (a causal LM): it answers POST "
+                      "/v1/chat/completions, POST /v1/completions, GET /v1/models and GET /v1/model")
+    else:
+        _add_model_routes(app, predictor, settings, guard)
+        kind = "a classifier" if predictor.labels is not None else "an encoder"
+        _add_refusals(app, GENERATION_ROUTES, f"this model is {kind}: it answers POST /v1/predict, POST /v1/embed "
+                      "and GET /v1/model; chat and completions need a causal LM folder (e.g. --model smollm2-135m)")
+    _add_info_route(app, info, guard)
+    _add_service_routes(app, metrics, guard, CHAT_PAGE if generator is not None else PAGE)
     # add_middleware puts the last one added outermost: request id/metrics/log/500 → auth → body limit → routes.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_generation_body_bytes if generator is not None
+                       else settings.max_body_bytes)
     if settings.api_key:
         app.add_middleware(AuthGate, key=settings.api_key)
     app.add_middleware(RequestContext, metrics=metrics, endpoints={route.path for route in app.routes})
     return app
 
 
-def _add_model_routes(app: FastAPI, predictor, settings: ServeSettings, info: dict, guard: list) -> None:
+def _add_model_routes(app: FastAPI, predictor, settings: ServeSettings, guard: list) -> None:
     @app.post("/v1/predict", response_model=schemas.PredictResponse, responses=ERRORS, dependencies=guard,
               summary="Labels and probabilities for a batch of texts")
     async def predict(body: schemas.PredictRequest, request: Request):
@@ -150,13 +197,24 @@ def _add_model_routes(app: FastAPI, predictor, settings: ServeSettings, info: di
         vectors = await request.app.state.batcher.run(("embed", body.pooling), body.texts)
         return {"embeddings": [v.tolist() for v in vectors], "dim": int(vectors[0].shape[0]), "pooling": body.pooling}
 
+
+def _add_info_route(app: FastAPI, info: dict, guard: list) -> None:
     @app.get("/v1/model", response_model=schemas.ModelInfo, responses=ERRORS, dependencies=guard,
-             summary="Name, labels, version and hashes of the served model")
+             summary="Name, task, labels, version and hashes of the served model")
     async def model_info():
         return info
 
 
-def _add_service_routes(app: FastAPI, metrics: ServeMetrics, guard: list) -> None:
+def _add_refusals(app: FastAPI, routes: tuple, message: str) -> None:
+    """The other model kind's routes: a 400 saying which routes this model has (not a bare 404)."""
+    async def refuse():
+        raise HTTPException(400, message)
+
+    for method, path in routes:
+        app.add_api_route(path, refuse, methods=[method], include_in_schema=False)
+
+
+def _add_service_routes(app: FastAPI, metrics: ServeMetrics, guard: list, page_html: str) -> None:
     @app.get("/health", response_model=schemas.Health, summary="Liveness: the process answers")
     async def health():
         return {"status": "ok"}
@@ -173,13 +231,13 @@ def _add_service_routes(app: FastAPI, metrics: ServeMetrics, guard: list) -> Non
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
-        return HTMLResponse(PAGE)
+        return HTMLResponse(page_html)
 
 
-async def _warm_up(batcher: DynamicBatcher, key: tuple, metrics: ServeMetrics) -> None:
+async def _warm_up(call, metrics: ServeMetrics) -> None:
     """One small call through the real path (first calls allocate and tune kernels); then /ready says ready."""
     try:
-        await batcher.run(key, ["warm up"])
+        await call()
     except Exception:
         log.exception("warm-up failed; /ready stays 503")
         return
@@ -199,7 +257,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         detail = exc.detail
         if exc.status_code == 400 and detail == "There was an error parsing the body":  # FastAPI's wording
             detail = "the body could not be read as JSON (not UTF-8, nested too deeply, or a number too long)"
-        return JSONResponse({"detail": detail, "request_id": _request_id(request)}, exc.status_code,
+        return JSONResponse(error_body(request.url.path, detail, _request_id(request)), exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -212,15 +270,18 @@ def _add_error_handlers(app: FastAPI) -> None:
             message = "send the body as JSON with the header 'Content-Type: application/json'"
         elif first.get("type") == "json_invalid":
             reason = (raw[0].get("ctx") or {}).get("error", first["msg"])
-            message = f"the body is not valid JSON ({reason}); send {{\"texts\": [\"...\"]}}"
+            example = "a JSON object as in OpenAI's API" if request.url.path.startswith(OPENAI_PATHS) else \
+                '{"texts": ["..."]}'
+            message = f"the body is not valid JSON ({reason}); send {example}"
         else:
             message = f"{'.'.join(map(str, first['loc'])) or 'request'}: {first['msg']}"
-        return JSONResponse({"detail": errors, "message": message, "request_id": _request_id(request)}, 422)
+        body = error_body(request.url.path, message, _request_id(request), detail=errors)
+        return JSONResponse({**body, "message": message}, 422)
 
     @app.exception_handler(UserError)
     async def model_cannot(request: Request, exc: UserError):
-        return JSONResponse({"detail": str(exc), "request_id": _request_id(request)}, 400)
+        return JSONResponse(error_body(request.url.path, str(exc), _request_id(request)), 400)
 
     @app.exception_handler(BatcherClosed)
     async def closing(request: Request, exc: BatcherClosed):
-        return JSONResponse({"detail": str(exc), "request_id": _request_id(request)}, 503)
+        return JSONResponse(error_body(request.url.path, str(exc), _request_id(request), kind="server_error"), 503)

@@ -1,4 +1,4 @@
-"""What GET /v1/model reports: name, labels, version and hashes of the served model folder."""
+"""What GET /v1/model reports: name, task, labels, version and hashes of the served model folder."""
 from __future__ import annotations
 
 from importlib import metadata
@@ -31,8 +31,10 @@ def describe_model(predictor, folder: str | None) -> dict:
         if isinstance(entry, dict) and entry.get("sha256"):
             hashes[f"data.{split}"] = entry["sha256"]
     labels = predictor.labels
-    return {"name": _name(path) if path else "model",
-            "task": "classification" if labels is not None else "encoder",
+    # A causal LM (serve.generator.ServedGenerator) names its own task; max_length is then its context.
+    task = getattr(predictor, "task", None) or ("classification" if labels is not None else "encoder")
+    return {"name": _name(path) if path else "model", "task": task,
+            "chat": getattr(predictor, "has_chat_template", None),
             "labels": list(labels.names) if labels is not None else [],
             "multi_label": bool(labels.multi_label) if labels is not None else False,
             "backend": "onnx" if getattr(predictor, "session", None) is not None else "pytorch",

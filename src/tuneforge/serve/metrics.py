@@ -1,6 +1,7 @@
-"""Server metrics in the Prometheus text format: request counts, latency and batch-size histograms.
+"""Server metrics in the Prometheus text format: request counts, latency and batch-size histograms; for causal LMs
+also tokens generated, time to first token, decode speed per request and sequences per decode step.
 
-Three metric families do not justify a dependency; the exposition format is a few lines of text.
+A handful of metric families do not justify a dependency; the exposition format is a few lines of text.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections import defaultdict
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+TOKENS_PER_S_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 
 class Histogram:
@@ -48,6 +50,11 @@ class ServeMetrics:
         self.batch_texts = Histogram(BATCH_BUCKETS)
         self.batch_requests = Histogram(BATCH_BUCKETS)
         self.ready = False
+        self.generating = False  # a causal LM: the generation families are rendered too
+        self.tokens = {"prompt": 0, "completion": 0}
+        self.first_token = Histogram(LATENCY_BUCKETS)
+        self.tokens_per_s = Histogram(TOKENS_PER_S_BUCKETS)
+        self.step_sequences = Histogram(BATCH_BUCKETS)
 
     def record_request(self, endpoint: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -58,6 +65,37 @@ class ServeMetrics:
         with self._lock:
             self.batch_texts.observe(texts)
             self.batch_requests.observe(requests)
+
+    def record_generation(self, prompt_tokens: int, completion_tokens: int, first_token_s: float | None,
+                          decode_s: float | None) -> None:
+        """One generation that left the engine: its token counts, its time to first token (from arrival, queueing
+        included), and its decode speed after the first token (when it made more than one)."""
+        with self._lock:
+            self.tokens["prompt"] += prompt_tokens
+            self.tokens["completion"] += completion_tokens
+            if first_token_s is not None:
+                self.first_token.observe(first_token_s)
+            if decode_s and completion_tokens > 1:
+                self.tokens_per_s.observe((completion_tokens - 1) / decode_s)
+
+    def record_step(self, sequences: int) -> None:
+        with self._lock:
+            self.step_sequences.observe(sequences)
+
+    def _generation_lines(self) -> list[str]:
+        lines = ["# HELP tuneforge_tokens_total Tokens read (prompt) and generated (completion).",
+                 "# TYPE tuneforge_tokens_total counter"]
+        lines += [f'tuneforge_tokens_total{{kind="{kind}"}} {n}' for kind, n in self.tokens.items()]
+        return [*lines,
+                "# HELP tuneforge_time_to_first_token_seconds From a request's arrival to its first generated token.",
+                "# TYPE tuneforge_time_to_first_token_seconds histogram",
+                *self.first_token.lines("tuneforge_time_to_first_token_seconds", ""),
+                "# HELP tuneforge_decode_tokens_per_second Tokens per second of one generation after its first.",
+                "# TYPE tuneforge_decode_tokens_per_second histogram",
+                *self.tokens_per_s.lines("tuneforge_decode_tokens_per_second", ""),
+                "# HELP tuneforge_decode_batch_sequences Sequences decoded together in one step (continuous batching).",
+                "# TYPE tuneforge_decode_batch_sequences histogram",
+                *self.step_sequences.lines("tuneforge_decode_batch_sequences", "")]
 
     def render(self) -> str:
         with self._lock:
@@ -78,6 +116,8 @@ class ServeMetrics:
                       "# HELP tuneforge_model_ready 1 once the model is loaded and warmed up.",
                       "# TYPE tuneforge_model_ready gauge",
                       f"tuneforge_model_ready {int(self.ready)}"]
+            if self.generating:
+                lines += self._generation_lines()
         return "\n".join(lines) + "\n"
 
 

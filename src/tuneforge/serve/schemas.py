@@ -45,14 +45,18 @@ class Health(BaseModel):
 
 class ModelInfo(BaseModel):
     name: str = Field(..., description="The run name (the folder above final/) or the model folder's name.")
-    task: str = Field(..., description="classification, or encoder for a model without a classification head.")
+    task: str = Field(..., description="classification; encoder for a model without a classification head; "
+                                       "text-generation for a causal LM.")
+    chat: bool | None = Field(None, description="Causal LMs: whether the tokenizer has a chat template (which "
+                                                "/v1/chat/completions needs).")
     labels: list[str] = Field(..., description="Label names in output order (empty for encoders).")
     multi_label: bool
     backend: str = Field(..., description="pytorch or onnx.")
     version: str = Field(..., description="The TuneForge version serving the model.")
     created: str | None = Field(None, description="When the model folder was written (from tuneforge.json).")
     hashes: dict[str, str] = Field(..., description="sha256 of each weight file, plus config/data hashes from tuneforge.json.")
-    max_length: int = Field(..., description="Tokens per text; longer texts are truncated.")
+    max_length: int = Field(..., description="Tokens per text; longer texts are truncated. Causal LMs: the "
+                                             "context (prompt plus generated tokens).")
     manifest: dict = Field(..., description="tuneforge.json as written with the model (empty for plain HF folders).")
 
 

@@ -59,29 +59,51 @@ def load_checkpoint(accelerator, path: Path) -> dict:
 
 
 def save_best(model, run_dir: Path, step: int) -> None:
-    """The best weights so far, kept apart from the rolling checkpoints; the step is stored in the file."""
+    """The best weights so far, kept apart from the rolling checkpoints; the step is stored in the file. `model`
+    is a module, or a state dict (under FSDP: the full one, gathered from the shards)."""
     best = checkpoints_dir(run_dir) / "best"
     best.mkdir(parents=True, exist_ok=True)
     tmp = best / ".model.safetensors.tmp"
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights = model if isinstance(model, dict) else model.state_dict()
+    state = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     save_file(_untie(state), str(tmp), metadata={"step": str(step)})
     tmp.replace(best / "model.safetensors")
 
 
-def load_best(model, run_dir: Path, step: int | None = None) -> bool:
-    """Load the best weights — only if they are the ones saved at `step` (a crash between saving them and
-    the step's checkpoint can leave a newer file than the resumed state knows about)."""
+def read_best(run_dir: Path, step: int | None = None) -> dict[str, torch.Tensor] | None:
+    """The best weights — only if they are the ones saved at `step` (a crash between saving them and the step's
+    checkpoint can leave a newer file than the resumed state knows about); None otherwise."""
     from safetensors import safe_open
 
     path = checkpoints_dir(run_dir) / "best" / "model.safetensors"
     if not path.is_file():
-        return False
+        return None
     if step is not None:
         with safe_open(str(path), framework="pt") as fh:
             if (fh.metadata() or {}).get("step") != str(step):
-                return False
-    model.load_state_dict(load_file(str(path)), strict=True)
+                return None
+    return load_file(str(path))
+
+
+def load_best(model, run_dir: Path, step: int | None = None) -> bool:
+    """Load the best weights into `model` (see `read_best`); False when there are none for `step`."""
+    state = read_best(run_dir, step)
+    if state is None:
+        return False
+    model.load_state_dict(state, strict=True)
     return True
+
+
+def load_best_sharded(accelerator, model, run_dir: Path, step: int | None = None) -> bool:
+    """FSDP: the main process reads the best weights and every rank takes its shard of them (all ranks call this)."""
+    from accelerate.utils import broadcast_object_list
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    state = (read_best(run_dir, step) if accelerator.is_main_process else None) or {}
+    found = broadcast_object_list([bool(state)])[0]
+    if found:
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    return found
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

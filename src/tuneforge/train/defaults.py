@@ -85,12 +85,43 @@ def resolve_pretrain_auto(cfg: PretrainConfig, n_blocks: int, hidden_size: int, 
         t.epochs = 1.0
         why["train.epochs"] = "1: no max_steps, max_tokens or budget_minutes given"
     if t.learning_rate is None:
-        t.learning_rate = 5e-4 if from_scratch and hidden_size <= 512 else 1e-4
-        why["train.learning_rate"] = f"{t.learning_rate:g} ({'from scratch' if from_scratch else 'continued'}, hidden {hidden_size})"
+        t.learning_rate = _pretrain_learning_rate(cfg.objective, hidden_size, from_scratch)
+        why["train.learning_rate"] = f"{t.learning_rate:g} ({cfg.objective}, {'from scratch' if from_scratch else 'continued'}, hidden {hidden_size})"
     steps = pretrain_total_steps(cfg, n_blocks)
     if cfg.eval.every_steps is None:
         cfg.eval.every_steps = max(1, min(PRETRAIN_EVAL_MAX_GAP, math.ceil(steps / PRETRAIN_EVALS))) if steps else PRETRAIN_EVAL_MAX_GAP
         why["eval.every_steps"] = f"{cfg.eval.every_steps}"
+    return cfg, why
+
+
+def _pretrain_learning_rate(objective: str, hidden_size: int, from_scratch: bool) -> float:
+    if not from_scratch:  # a trained model moves a little: continued pretraining of either kind
+        return 1e-4
+    if objective == "clm":
+        # Peak rates of published GPT-style runs of the size: Pythia-70M (hidden 512) 1e-3, GPT-3 Small and
+        # Pythia-160M (768) 6e-4, GPT-3 Medium (1024) 3e-4.
+        return 1e-3 if hidden_size <= 512 else 6e-4 if hidden_size <= 768 else 3e-4
+    return 5e-4 if hidden_size <= 512 else 1e-4
+
+
+def resolve_objective_defaults(cfg: PretrainConfig) -> tuple[PretrainConfig, dict[str, str]]:
+    """The objective's own defaults for keys the config leaves unset: a causal LM trained from scratch gets a
+    GPT tokenizer (byte-level BPE, <|endoftext|>), keeps case, and no dropout. Keys the user set stay as given;
+    a resumed run reads them all from its config.yaml, so they never change mid-run."""
+    if cfg.objective != "clm" or not cfg.model.preset:
+        return cfg, {}
+    cfg = cfg.model_copy(deep=True)
+    why = {}
+    tok, model = cfg.tokenizer, cfg.model
+    if not tok.path and "type" not in tok.model_fields_set:
+        tok.type = "gpt"
+        why["tokenizer.type"] = "gpt (byte-level BPE, texts end with <|endoftext|>), for --objective clm"
+    if not tok.path and "lowercase" not in tok.model_fields_set:
+        tok.lowercase = False
+        why["tokenizer.lowercase"] = "false: a generative model keeps case"
+    if "dropout" not in model.model_fields_set:
+        model.dropout = 0.0
+        why["model.dropout"] = "0 (GPT-style pretraining on a budget; set model.dropout to change)"
     return cfg, why
 
 

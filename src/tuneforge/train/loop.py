@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tuneforge.errors import UserError
-from tuneforge.train.checkpoint import load_best, save_best, save_checkpoint
+from tuneforge.train.checkpoint import load_best, load_best_sharded, save_best, save_checkpoint
 from tuneforge.train.progress import MetricsLog, make_progress
 from tuneforge.train.sparse_rows import clip_gradients, flush
 
@@ -138,9 +138,18 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
                 state.epoch += 1
                 state.batch_in_epoch = 0
     flush(optimizer)  # a no-op after the last evaluation's flush; kept so fit() never returns stale weights
-    if state.best_step is not None:
+    if state.best_step is not None and _sharded(accelerator):
+        load_best_sharded(accelerator, model, cfg.run_dir, state.best_step)
+    elif state.best_step is not None:
         load_best(accelerator.unwrap_model(model), cfg.run_dir, state.best_step)
     return state
+
+
+def _sharded(accelerator) -> bool:
+    """FSDP: no process holds the whole model, so the best weights are gathered and spread by every rank."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
 
 
 def _update_clock(accelerator, state: LoopState, start: float, cfg: LoopConfig) -> None:
@@ -195,8 +204,9 @@ def _evaluate_and_checkpoint(accelerator, model, evaluate, cfg: LoopConfig, stat
     value = metrics[cfg.metric]
     if _improved(value, state.best, cfg.metric):
         state.best, state.best_step, state.bad_evals = value, state.step, 0
+        full = accelerator.get_state_dict(model) if _sharded(accelerator) else None  # every rank: a collective
         if accelerator.is_main_process:
-            save_best(accelerator.unwrap_model(model), cfg.run_dir, state.step)
+            save_best(full if full is not None else accelerator.unwrap_model(model), cfg.run_dir, state.step)
     else:
         state.bad_evals += 1
         if cfg.patience and state.bad_evals >= cfg.patience and not state.stop_reason:

@@ -6,6 +6,7 @@ from functools import partial
 import torch
 
 from tuneforge.model.first_token import first_token_only
+from tuneforge.model.lm_forward import lm_loss_sum
 from tuneforge.model.loss import classification_loss
 
 
@@ -23,7 +24,17 @@ def mlm_step(model, batch: dict):
     return loss, logits
 
 
-OBJECTIVES = {"classification": classification_step, "mlm": mlm_step}
+def causal_lm_step(model, batch: dict, label_logits: bool = False):
+    """Causal LM on a `*ForCausalLM` ("clm" pretraining and "sft", one function): mean next-token cross-entropy over
+    the labels that are not -100 (labels are the input ids, Hugging Face-style; the loss shifts them; SFT sets the
+    prompt's to -100). With `segment_ids` each packed text attends only to itself, with positions restarted
+    (`causal_document_inputs`); else `attention_mask` (B, T), if any, is used. `label_logits` (the lever): the LM
+    head runs only where a target is (`model.lm_forward`); the logits returned are then those rows only."""
+    total, count, logits = lm_loss_sum(model, batch, label_logits)
+    return total / count.clamp(min=1), logits
+
+
+OBJECTIVES = {"classification": classification_step, "mlm": mlm_step, "clm": causal_lm_step, "sft": causal_lm_step}
 
 
 def make_objective(name: str, **kwargs):

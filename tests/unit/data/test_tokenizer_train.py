@@ -1,4 +1,5 @@
-"""Tokenizer training: the three families train, save, reload with AutoTokenizer and keep their conventions."""
+"""Tokenizer training: the four families train, save, reload with AutoTokenizer and keep their conventions (the
+three encoder families wrap a text in [CLS]/[SEP] and have a mask token; gpt has only <|endoftext|>)."""
 from __future__ import annotations
 
 import random
@@ -8,6 +9,7 @@ import pytest
 
 from tuneforge.config.schema import CorpusConfig, TokenizerConfig
 from tuneforge.data.tokenizer_train import (
+    BYTE_LEVEL,
     CJK_PATTERN,
     FAMILIES,
     is_cjk,
@@ -21,6 +23,7 @@ SYLLABLES = ["ka", "lo", "mi", "ran", "tes", "vu", "zor", "pel", "dax", "fin", "
 ZH = ["我爱北京天安门", "今天天气很好", "我们去公园散步", "北京是中国的首都", "他喜欢读书和写字", "天安门在北京"]
 EXTRA = ["Hello world", "hello there", "HELLO again", "the café is open", "a cafe near the river", "café au lait"]
 ZH_SENTENCE = "我爱北京天安门"
+ENCODERS = ["wordpiece", "bpe", "unigram"]  # the masked-LM families
 
 
 def corpus(n: int = 800, seed: int = 0) -> list[str]:
@@ -62,6 +65,8 @@ EXPECTED_SPECIALS = {
             "bos_token": "<s>", "eos_token": "</s>"},
     "unigram": {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "<pad>", "mask_token": "[MASK]",
                 "unk_token": "<unk>"},
+    "gpt": {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>", "cls_token": None, "sep_token": None, "mask_token": None},
 }
 
 
@@ -77,10 +82,17 @@ def test_reloaded_tokenizer_has_the_family_special_tokens(saved, kind):
         assert t.model_max_length == 256
     if kind == "wordpiece":
         assert loaded.pad_token_id == 0
-    assert loaded.mask_token_id is not None and loaded.mask_token_id != loaded.unk_token_id
+    if kind in ENCODERS:
+        assert loaded.mask_token_id is not None and loaded.mask_token_id != loaded.unk_token_id
 
 
-@pytest.mark.parametrize("kind", list(FAMILIES))
+def test_gpt_encoding_adds_nothing_around_a_text(saved):
+    for t in saved["gpt"]:
+        assert t("hello world")["input_ids"] == ids(t, "hello world")
+        assert t.eos_token_id not in ids(t, "hello world") and t.all_special_ids == [0]
+
+
+@pytest.mark.parametrize("kind", ENCODERS)
 def test_encoding_is_wrapped_in_cls_and_sep(saved, kind):
     tok, loaded = saved[kind]
     for t in (tok, loaded):
@@ -126,7 +138,7 @@ def test_chinese_is_split_per_character(saved, kind):
         assert sum(is_cjk(c) for c in ZH_SENTENCE[s:e]) <= 1, (kind, s, e)
     for i in range(len(ZH_SENTENCE)):  # and every character is covered by tokens of its own
         assert (i, i + 1) in spans
-    if kind != "bpe":
+    if kind not in BYTE_LEVEL:
         pieces = [p.lstrip("▁") for p in loaded.convert_ids_to_tokens(enc["input_ids"])]
         assert [p for p in pieces if p] == list(ZH_SENTENCE)
 
