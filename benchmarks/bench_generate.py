@@ -231,7 +231,11 @@ def main() -> None:
 def _forward_name(model) -> str:
     from tuneforge.generate.forward import pick_forward
 
-    return pick_forward(model).name
+    forward = pick_forward(model)
+    matrices = [w for layer in getattr(forward, "layers", []) for k, w in layer.items()
+                if k in ("qkv", "o", "gate_up", "down")] + [getattr(forward, "head_t", None)]
+    split = sum(1 for w in matrices if w is not None and w.dim() == 3)
+    return forward.name + (f", {split} of {len(matrices)} matrices in column blocks" if split else "")
 
 
 def _argv() -> list[str]:

@@ -136,12 +136,28 @@ def _trl_dataset(path: str):
                                "completion": [{"role": "assistant", "content": r["response"]}]} for r in rows])
 
 
+def _trl_config(spec: dict):
+    """TRL's settings, matched to TuneForge's: packing (TRL's default best-fit decreasing, padding-free), linear
+    schedule with a 10% warm-up, AdamW (transformers' default, fused), one loss line per step, no eval, no saving."""
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=spec["output_dir"], max_length=spec["max_length"], packing=True,
+        per_device_train_batch_size=spec["batch"], gradient_accumulation_steps=1, max_steps=spec["steps"],
+        learning_rate=spec["lr"], lr_scheduler_type="linear", warmup_steps=0.1, weight_decay=0.01, max_grad_norm=1.0,
+        seed=spec["seed"], logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none",
+        use_cpu=not torch.cuda.is_available(), bf16=spec["precision"] == "bf16", dataloader_num_workers=0,
+        disable_tqdm=True)
+
+
 def child_trl(spec_path: str) -> None:
-    """Child mode: TRL's SFTTrainer on the same rows and settings; per-step tokens, times and losses to spec['result']."""
+    """Child mode: TRL's SFTTrainer on the same rows and settings; per-step tokens, times and losses go to
+    spec['result']."""
     import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, TrainerCallback, set_seed
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from tuneforge.model.causal import load_causal_tokenizer
     from tuneforge.model.lora import default_targets
@@ -162,13 +178,7 @@ def child_trl(spec_path: str) -> None:
         def on_step_end(self, targs, state, control, **kwargs):
             ends.append(time.perf_counter())
 
-    config = SFTConfig(
-        output_dir=spec["output_dir"], max_length=spec["max_length"], packing=True,
-        per_device_train_batch_size=spec["batch"], gradient_accumulation_steps=1, max_steps=spec["steps"],
-        learning_rate=spec["lr"], lr_scheduler_type="linear", warmup_steps=0.1, weight_decay=0.01, max_grad_norm=1.0,
-        seed=spec["seed"], logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none",
-        use_cpu=not torch.cuda.is_available(), bf16=spec["precision"] == "bf16", dataloader_num_workers=0,
-        disable_tqdm=True)
+    config = _trl_config(spec)
     trainer = SFTTrainer(model=model, args=config, train_dataset=_trl_dataset(spec["train"]),
                          processing_class=tokenizer, peft_config=peft, callbacks=[StepClock()])
     collate = trainer.data_collator
@@ -200,7 +210,8 @@ def summarize(pairs: list[tuple[int, dict, dict]]) -> dict:
             else None
         per_seed.append({"seed": seed, "tuneforge_tokens_per_s": a, "trl_tokens_per_s": b,
                          "ratio": round(a / b, 3) if a and b else None, "tuneforge_final_loss": tf["final_loss"],
-                         "trl_final_loss": trl["final_loss"], "final_loss_gap": round(gap, 4) if gap is not None else None})
+                         "trl_final_loss": trl["final_loss"],
+                         "final_loss_gap": round(gap, 4) if gap is not None else None})
     ratios = [r["ratio"] for r in per_seed if r["ratio"] is not None]
     gaps = [r["final_loss_gap"] for r in per_seed if r["final_loss_gap"] is not None]
     met = {"tokens_per_s_ratio": bool(ratios) and min(ratios) >= TARGETS["tokens_per_s_ratio"],

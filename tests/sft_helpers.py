@@ -1,43 +1,31 @@
-"""A tiny chat LM for the SFT tests: a byte-level BPE tokenizer (~400 tokens, English and Chinese, ChatML template,
-`<|im_end|>` as end of turn, like SmolLM2's) and MODELS' `tiny` Llama preset (hidden 64, 2 layers), saved as a
-Hugging Face folder in well under a second; plus a learnable prompt → label task and chat rows."""
+"""The SFT tests' tiny chat LM (tests/conftest.py's `build_tiny_causal`: a Llama of hidden 32, byte-level BPE of ~400
+pieces, ChatML template, `<|im_end|>` as end of turn, like SmolLM2's), optionally without its chat template, and a
+learnable prompt → label task."""
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
 
-CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-          "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 POSITIVE = ["good", "great", "lovely", "superb", "happy", "nice"]
 NEGATIVE = ["bad", "awful", "poor", "broken", "sad", "slow"]
 FILLER = ["the", "food", "service", "was", "really", "very", "and", "it", "app", "delivery"]
-CORPUS = [" ".join(POSITIVE + NEGATIVE + FILLER), "Classify the review: positive negative", "外卖很好吃，送餐很快。",
-          "差评，太慢了。好评！", "user assistant system hello thanks order refund", "0123456789 .,!?:"]
+# The tiny model's widths, for the floating-point tolerances of the tests that use it (conftest.build_tiny_causal).
+HIDDEN, FFN, VOCAB = 32, 64, 400
 
 
-def build_tiny_chat_lm(folder: Path, chat_template: bool = True, seed: int = 0) -> Path:
-    """The tiny LM and its tokenizer in `folder`; `chat_template=False` leaves the tokenizer without one."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def build_tiny_chat_lm(folder: Path, chat_template: bool = True) -> Path:
+    """conftest's tiny Llama + ChatML tokenizer in `folder`; `chat_template=False` removes the template."""
+    from conftest import build_tiny_causal
 
-    from tuneforge.model.causal import build_causal_lm
+    build_tiny_causal(folder)
+    if not chat_template:
+        from transformers import AutoTokenizer
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator(CORPUS * 20, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|im_end|>")
-    if chat_template:
-        tokenizer.chat_template = CHATML
-    torch.manual_seed(seed)
-    model = build_causal_lm("tiny", tokenizer, max_position=512)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer.chat_template = None
+        (folder / "chat_template.jinja").unlink(missing_ok=True)
+        tokenizer.save_pretrained(folder)
     return folder
 
 

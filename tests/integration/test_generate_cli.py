@@ -13,7 +13,7 @@ from tfi_helpers import assert_ok, assert_user_error, run_cli
 
 import tuneforge
 
-FLAGS = ["--max-new-tokens", "8"]
+FLAGS = ["--max-new-tokens", "8", "--threads", "1"]  # run_cli restores torch's thread count afterwards
 
 
 @pytest.fixture(scope="module")

@@ -47,11 +47,12 @@ def _description(manifest: Manifest, title: str) -> list[str]:
     if adapter:
         how = (f"LoRA (rank {adapter['rank']}, alpha {adapter['alpha']}, on {', '.join(adapter['targets'])})"
                + (", merged into the weights" if adapter.get("merged") else "; this folder holds the adapter only"))
-    lines = [f"# {title}", "", (f"A causal language model instruction-tuned with TuneForge from `{manifest.base_model}` "
-                                f"on `{Path(str(train.get('source', '?'))).name}` ({train.get('rows', '?')} rows) "
-                                f"by {how}."), "", "## Model description", "",
+    lines = [f"# {title}", "",
+             (f"A causal language model instruction-tuned with TuneForge from `{manifest.base_model}` on "
+              f"`{Path(str(train.get('source', '?'))).name}` ({train.get('rows', '?')} rows) by {how}."), "",
+             "## Model description", "",
              f"- **Base model:** `{manifest.base_model}`", f"- **Tuning:** {how}",
-             f"- **Loss:** next-token cross-entropy on the answer tokens only (every assistant turn)",
+             "- **Loss:** next-token cross-entropy on the answer tokens only (every assistant turn)",
              f"- **Chat format:** {CHAT_FORMATS.get(getattr(manifest, 'chat_format', None), 'chat template')}",
              f"- **Max length:** {manifest.max_length} tokens per example (longer ones were cut)"]
     return lines

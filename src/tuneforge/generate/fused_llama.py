@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from tuneforge.generate.kv import KVStore
 
 MODEL_TYPES = ("llama", "qwen2")
+BLOCK_MIN = 1 << 20  # elements; see _blocks
 PACK = "_tuneforge_fused"  # on a model after share_weights: its fused matrices, reused by every engine on it
 
 
@@ -91,21 +92,22 @@ class FusedLlama:
 
 
 def share_weights(model) -> None:
-    """Fuse the model's matrices once and keep them on the model, so every engine built on it reuses them. With one
-    thread the model's own linear weights become views of the fused matrices (one copy of the weights in memory);
-    with several, the fused matrices are split by output column into one block per thread (`_chunks`), a layout no
-    view of transformers' weights can express, so they are a second copy. For models this process owns
-    (`tuneforge.load`, the server): a model under an optimizer keeps its old weights, and an engine notices updated
-    weights (`_current`) and fuses them afresh."""
+    """Fuse the model's matrices once and keep them on the model, so every engine built on it reuses them. The
+    model's own linear weights become views of the fused (in, out) matrices, so they are held once in memory; a
+    matrix split into column blocks (`_blocks`, with several threads) is a layout no view of transformers' weights
+    can express and stays a second copy. For models this process owns (`tuneforge.load`, the server): a model
+    under an optimizer keeps its old weights, and an engine notices changed weights (`_current`) and fuses them
+    afresh."""
     if not FusedLlama.supports(model):
         return
     pack = _pack(model)
-    if pack["chunks"] == 1:
-        for layer, w in zip(model.model.layers, pack["layers"]):
-            attn, mlp = layer.self_attn, layer.mlp
-            for mods, name in (((attn.q_proj, attn.k_proj, attn.v_proj), "qkv"), ((attn.o_proj,), "o"),
-                               ((mlp.gate_proj, mlp.up_proj), "gate_up"), ((mlp.down_proj,), "down")):
+    for layer, w in zip(model.model.layers, pack["layers"]):
+        attn, mlp = layer.self_attn, layer.mlp
+        for mods, name in (((attn.q_proj, attn.k_proj, attn.v_proj), "qkv"), ((attn.o_proj,), "o"),
+                           ((mlp.gate_proj, mlp.up_proj), "gate_up"), ((mlp.down_proj,), "down")):
+            if w[name].dim() == 2:
                 _rebind(mods, w[name], w[f"{name}_bias"])
+    if pack["head_t"].dim() == 2:
         embed = model.model.embed_tokens
         tied = model.lm_head.weight is embed.weight
         grad = model.lm_head.weight.requires_grad
@@ -157,10 +159,11 @@ def _pack(model) -> dict:
 
 
 def _blocks(weight_t: torch.Tensor, chunks: int) -> torch.Tensor:
-    """(in, out) → (chunks, in, out/chunks), contiguous; unchanged for one chunk or an out size it does not
-    divide."""
+    """(in, out) → (chunks, in, out/chunks), contiguous; unchanged for one chunk, an out size it does not divide,
+    or a matrix under BLOCK_MIN elements (each batched product is a parallel region: on a busy machine, waiting
+    for a descheduled thread costs more than a small matrix saves)."""
     k, n = weight_t.shape
-    if chunks == 1 or n % chunks:
+    if chunks == 1 or n % chunks or weight_t.numel() < BLOCK_MIN:
         return weight_t
     return weight_t.reshape(k, chunks, n // chunks).permute(1, 0, 2).contiguous()
 

@@ -61,8 +61,7 @@ def sft_defaults(cfg: FinetuneConfig) -> tuple[FinetuneConfig, dict[str, str]]:
 def _build(cfg: FinetuneConfig, session: Session):
     """The model (pretrained; an encoder folder is refused here) and its tokenizer with the chat format settled, then
     LoRA adapters when asked."""
-    model = load_causal_lm(cfg.model.name)
-    model.config.use_cache = False
+    model = load_causal_lm(cfg.model.name)  # training forwards pass use_cache=False; final/ keeps the cache on
     tokenizer = load_causal_tokenizer(cfg.model.name)
     fmt = chat_format(tokenizer)
     if fmt == "plain":
@@ -119,7 +118,7 @@ def _final_model(cfg: FinetuneConfig, session: Session, prepared):
     if cfg.lora.enabled:
         whole = apply_lora(whole, cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
     whole.load_state_dict(state, strict=True)
-    return whole
+    return whole.to(a.device)
 
 
 def finetune_sft(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> RunSummary:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import fp_tolerance
-from sft_helpers import build_tiny_chat_lm
+from sft_helpers import FFN, HIDDEN, VOCAB, build_tiny_chat_lm
 from tuneforge.data.sft import IGNORE, Chat, encode_chats
 from tuneforge.data.sft_pack import SftBatches, pack_examples
 from tuneforge.model.lm_forward import lm_loss_sum
@@ -56,8 +56,8 @@ def test_packed_rows_loss_is_the_sum_of_each_example_alone(lm, attention, label_
         total, count, logits = lm_loss_sum(model, packed.collate(np.arange(len(packed)), 0), label_logits)
     expected = sum(s[0] for s in single)
     assert int(count) == sum(int(s[1]) for s in single) == packed.label_tokens
-    # the same per-token losses summed in another order: 2 layers × (64 hidden + 192 FFN) + a 400-way softmax each
-    tol = fp_tolerance(torch.float32, int(count) + 2 * (64 + 192) + 400)
+    # the same per-token losses summed in another order: 2 layers × (hidden + FFN) + the vocabulary's softmax
+    tol = fp_tolerance(torch.float32, int(count) + 2 * (HIDDEN + FFN) + VOCAB)
     assert float(total) == pytest.approx(float(expected), rel=tol)
     if label_logits:
         assert logits.shape == (int(count), model.config.vocab_size)  # the head ran at the answer positions only
@@ -74,7 +74,7 @@ def test_label_logits_lever_gives_the_full_heads_loss_and_gradient(lm):
         total, count, _ = lm_loss_sum(model, batch, label_logits)
         (total / count).backward()
         grads.append((float(total.detach()), model.get_input_embeddings().weight.grad.clone()))
-    tol = fp_tolerance(torch.float32, int(count) + 2 * (64 + 192) + 400)
+    tol = fp_tolerance(torch.float32, int(count) + 2 * (HIDDEN + FFN) + VOCAB)
     assert grads[1][0] == pytest.approx(grads[0][0], rel=tol)
     scale = grads[0][1].abs().max().item()
     assert torch.allclose(grads[1][1], grads[0][1], rtol=tol, atol=tol * scale)

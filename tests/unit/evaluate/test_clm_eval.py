@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import fp_tolerance
-from sft_helpers import build_tiny_chat_lm, sentiment_rows
+from sft_helpers import FFN, HIDDEN, VOCAB, build_tiny_chat_lm, sentiment_rows
 from tuneforge.data.sft import Chat, encode_chats
 from tuneforge.data.sft_pack import SftBatches
 from tuneforge.evaluate.clm import evaluate_clm
@@ -35,7 +35,7 @@ def test_packed_padded_and_sharded_evaluations_agree(setup):
     packed_data = SftBatches(enc, tok.pad_token_id, packed=True, capacity=128)
     packed = evaluate_clm(model, packed_data, batch_size=2)
     assert padded["tokens"] == packed["tokens"] == packed_data.label_tokens
-    tol = fp_tolerance(torch.float32, padded["tokens"] + 2 * (64 + 192) + 400)
+    tol = fp_tolerance(torch.float32, padded["tokens"] + 2 * (HIDDEN + FFN) + VOCAB)
     assert packed["loss"] == pytest.approx(padded["loss"], rel=tol, abs=1e-5)  # abs: rounded to 5 places
     assert padded["perplexity"] == pytest.approx(math.exp(padded["loss"]), rel=1e-4)
     # two ranks, each every other batch, counts summed by `reduce`: the one-process numbers

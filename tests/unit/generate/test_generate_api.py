@@ -9,6 +9,16 @@ from tuneforge.errors import UserError
 from tuneforge.generate.api import TextGenerator
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model gains nothing from a second thread; a busy machine makes it cost
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def gen(tiny_causal_dir) -> TextGenerator:
     return tuneforge.load(str(tiny_causal_dir))

@@ -14,6 +14,15 @@ PROMPTS = ["the movie was", "hello world! how are you today? I am", "今天天�
            "translate to German: the"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices gain nothing from a second thread, and a busy machine makes a second thread cost a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def lm(tiny_causal_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -49,6 +58,7 @@ def greedy(lm, ids):
                          ids=["fused", "fused-column-blocks", "transformers-forward"])
 def test_greedy_matches_generate_in_any_batch(lm, ids, greedy, fast, threads, monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # 2: matrices in 2 column blocks (bmm)
+    monkeypatch.setattr("tuneforge.generate.fused_llama.BLOCK_MIN", 0)  # tiny matrices too
     e = engine(lm, fast=fast)
     assert not fast or e.forward.layers[0]["qkv"].dim() == (3 if threads == 2 else 2)
     assert e.forward.name == ("fused-llama" if fast else "transformers")
@@ -174,6 +184,7 @@ def test_shared_weights_are_reused_until_the_model_changes(lm, ids, greedy, thre
     from tuneforge.generate.fused_llama import PACK, share_weights
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr("tuneforge.generate.fused_llama.BLOCK_MIN", 0)  # tiny matrices too
     model = copy.deepcopy(lm[0])
     share_weights(model)
     pack = getattr(model, PACK)
