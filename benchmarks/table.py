@@ -25,7 +25,8 @@ START, END = "<!-- bench-table -->", "<!-- /bench-table -->"
 
 # The code the README cites: results measured on a clean tree at one of these commits. Every other file in
 # benchmarks/results/ (earlier code, a dirty tree, no git sha) is named under the table, not cited in it.
-CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d"}  # session of issue 17
+CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session of issue 17
+                          "241f3fed97f67590242db02b0d1b7494e9996ad0"}  # issue 18: generation, chat serving, SFT
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
@@ -155,6 +156,32 @@ def _targets(met: dict) -> str:
             + (f"; other bounds missed: {', '.join(other)}" if other else "")) if met else ""
 
 
+def _generic_cell(r: dict) -> str:
+    """Ratios (a number, or {min, median}) and the targets: `targets_met` (several) or `target` (one, or a list)."""
+    parts = []
+    ratios = r.get("ratios") or {}
+    if not ratios and r.get("per_seed"):  # paired seeds: every seed's ratio, judged on the minimum
+        seeds = [p["ratio"] for p in r["per_seed"]]
+        gaps = ", ".join(f"{p['final_loss_gap']:.1%}" for p in r["per_seed"])
+        parts.append(f"per seed {', '.join(f'{x:.2f}×' for x in seeds)} (min **{min(seeds):.2f}×**); final-loss gap per "
+                     f"seed {gaps}")
+    for k, v in ratios.items():
+        if isinstance(v, (int, float)):
+            parts.append(f"{k} **{v:.2f}×**")
+        elif isinstance(v, dict) and "min" in v:
+            parts.append(f"{k} min **{v['min']:.2f}×** (median {v.get('median', float('nan')):.2f}×)")
+    cell = ", ".join(parts) + _targets(r.get("targets_met") or {})
+    anchor = r.get("llama_cpp") or {}
+    if anchor.get("status") == "ran":  # the CPU anchor: reported whatever the ratio
+        cell += f" · llama.cpp on the packaged 4-bit GGUF: {anchor['median_decode_tokens_per_s']} tokens/s (median)"
+    targets = r.get("target")
+    for t in [targets] if isinstance(targets, dict) else targets or []:
+        what = t.get("what") or next((k for k in t if k not in ("met", "bound", "judged_on", "value")), "target")
+        value = f" ({t['value']})" if "value" in t else ""
+        cell += f" · {what}{value}: " + ("met" if t.get("met") else "**missed**")
+    return cell
+
+
 def _ratio_rows() -> list[str]:
     """One row per side-by-side benchmark: its ratios (> 1 = TuneForge better) and which targets hold."""
     rows = []
@@ -182,7 +209,12 @@ def _ratio_rows() -> list[str]:
               "probe_levers_cost.json": "Fine-tune step cost, fixed + per padded token (least squares over the same "
                                         "SST-2 batches, fp32): the stock step the strongest Trainer runs over TuneForge's",
               "probe_levers_cost_bf16.json": "Fine-tune step cost as above, every step in bf16 autocast: the stock "
-                                             "step over TuneForge's"}
+                                             "step over TuneForge's",
+              "generate_speed.json": "Generation, SmolLM2-135M fp32, batch 1, greedy, 128 new tokens: decode tokens/s "
+                                     "vs `model.generate` (min and median over rounds)",
+              "serve_chat.json": "Chat serving, SmolLM2-135M, 16 streaming clients x 60 s: continuous batching on vs "
+                                 "one generation at a time",
+              "bench_sft.json": "SFT (LoRA r8, packed, SmolLM2-135M, SST-2 prompts) tokens/s vs TRL `SFTTrainer`"}
     for name, title in titles.items():
         if not (r := _load(name)):
             continue
@@ -191,8 +223,7 @@ def _ratio_rows() -> list[str]:
         elif r.get("benchmark") == "bench_infer":
             cell = _infer_cell(r)
         else:
-            ratios = ", ".join(f"{k} **{v:.2f}×**" for k, v in r["ratios"].items() if isinstance(v, (int, float)))
-            cell = ratios + _targets(r.get("targets_met") or {})
+            cell = _generic_cell(r)
         rows.append(f"| {title} | {cell} | `{name}`{_mark(r)} |")
     return rows
 
