@@ -35,6 +35,7 @@ def main() -> None:
     from tuneforge.recipes.finetune import finetune
 
     work = Path(args.work or tempfile.mkdtemp(prefix="sft-quality-"))
+    (work / "data").mkdir(parents=True, exist_ok=True)
     data = sst2(work / "data", args.rows, args.seed)
     overrides = ["eval.generate_samples=872", "runtime.progress=false"]
     if args.epochs != "auto":
