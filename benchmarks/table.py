@@ -26,7 +26,8 @@ START, END = "<!-- bench-table -->", "<!-- /bench-table -->"
 # The code the README cites: results measured on a clean tree at one of these commits. Every other file in
 # benchmarks/results/ (earlier code, a dirty tree, no git sha) is named under the table, not cited in it.
 CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session of issue 17
-                          "241f3fed97f67590242db02b0d1b7494e9996ad0"}  # issue 18: generation, chat serving, SFT
+                          "241f3fed97f67590242db02b0d1b7494e9996ad0",  # issue 18: generation, chat serving, SFT
+                          "2f0655ca437ff1d8bd8818200ad312db1a4c52a6"}  # issue 18: SFT quality (sft_quality.py)
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
@@ -214,7 +215,9 @@ def _ratio_rows() -> list[str]:
                                      "vs `model.generate` (min and median over rounds)",
               "serve_chat.json": "Chat serving, SmolLM2-135M, 16 streaming clients x 60 s: continuous batching on vs "
                                  "one generation at a time",
-              "bench_sft.json": "SFT (LoRA r8, packed, SmolLM2-135M, SST-2 prompts) tokens/s vs TRL `SFTTrainer`"}
+              "bench_sft.json": "SFT (LoRA r8, packed, SmolLM2-135M, SST-2 prompts) tokens/s vs TRL `SFTTrainer`",
+              "sft_quality_sst2_2000_lora_1ep.json": "SFT quality, variant (LoRA, 1 epoch; the default is 2 epochs): "
+                                                     "SmolLM2-135M on 2,000 SST-2 prompts, exact match on all 872 dev"}
     for name, title in titles.items():
         if not (r := _load(name)):
             continue
