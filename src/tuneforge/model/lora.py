@@ -3,6 +3,7 @@ save an adapter folder (adapter_config.json + adapter_model.safetensors), reload
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 from tuneforge.errors import UserError
@@ -57,7 +58,9 @@ def apply_lora(model, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05,
         check_targets(model, targets)
     config = LoraConfig(task_type="CAUSAL_LM", r=rank, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=targets, fan_in_fan_out=model.config.model_type == "gpt2")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing: noise for users
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def merge_lora(model):
