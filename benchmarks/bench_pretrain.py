@@ -30,7 +30,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,11 +40,9 @@ from benchmarks.common import (
     add_output_args,
     environment,
     guard_output,
-    load_average,
     module_cmd,
     read_sst2,
-    shown,
-    write_result,
+    run_and_write,
 )
 
 BATCH = 32
@@ -296,14 +293,7 @@ def main() -> None:
     result = {"benchmark": "bench_pretrain", "preset": "mini", "precision": args.precision, "steps": args.steps,
               "warmup_steps_excluded": args.warmup_steps, "batch_size": BATCH, "block_size": BLOCK,
               "repeats": args.repeats, **environment(args.threads), "notes": NOTES}
-    if args.work:
-        Path(args.work).mkdir(parents=True, exist_ok=True)
-        result.update(benchmark(args, Path(args.work)))
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as tmp:
-            result.update(benchmark(args, Path(tmp)))
-    result["load_average_at_end"] = load_average()
-    print(f"wrote {shown(write_result(args.out, result, started, args.allow_dirty))}")
+    run_and_write(args, result, started, benchmark, "bench-pretrain-")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,10 +42,8 @@ from benchmarks.common import (
     add_output_args,
     environment,
     guard_output,
-    load_average,
     module_cmd,
-    shown,
-    write_result,
+    run_and_write,
 )
 
 BATCH = 32
@@ -247,14 +244,7 @@ def main() -> None:
               "steps": args.steps, "warmup_steps_excluded": args.warmup_steps, "batch_size": BATCH,
               "block_size": BLOCK, "seeds": args.seed_list, "document_attention": not args.plain,
               **environment(args.threads)}
-    if args.work:
-        Path(args.work).mkdir(parents=True, exist_ok=True)
-        result.update(benchmark(args, Path(args.work)))
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-pretrain-clm-") as tmp:
-            result.update(benchmark(args, Path(tmp)))
-    result["load_average_at_end"] = load_average()
-    print(f"wrote {shown(write_result(args.out, result, started, args.allow_dirty))}")
+    run_and_write(args, result, started, benchmark, "bench-pretrain-clm-")
 
 
 if __name__ == "__main__":

@@ -30,12 +30,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, ROOT, add_output_args, environment, guard_output, load_average, module_cmd
-from benchmarks.common import shown, write_result
+from benchmarks.common import RESULTS, ROOT, add_output_args, environment, guard_output, module_cmd, run_and_write
 
 TARGETS = {"tokens_per_s_ratio": 1.3, "final_loss_within": 0.02}
 
@@ -282,14 +280,7 @@ def main() -> None:
                   "rank": args.lora_rank, "alpha": args.lora_alpha, "dropout": args.lora_dropout},
               "learning_rate": args.lr, "precision": args.precision, "seeds": args.seed_list,
               "trl_version": metadata.version("trl"), **environment(args.threads)}
-    if args.work:
-        Path(args.work).mkdir(parents=True, exist_ok=True)
-        result.update(benchmark(args, Path(args.work)))
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
-            result.update(benchmark(args, Path(tmp)))
-    result["load_average_at_end"] = load_average()
-    print(f"wrote {shown(write_result(args.out, result, started, args.allow_dirty))}")
+    run_and_write(args, result, started, benchmark, "bench-sft-")
 
 
 if __name__ == "__main__":

@@ -146,6 +146,19 @@ def write_result(path: str | Path, result: dict, started: dict, allow_dirty: boo
     return path
 
 
+def run_and_write(args, result: dict, started: dict, benchmark, prefix: str) -> None:
+    """Run `benchmark(args, work_folder)` in `args.work` (kept) or a temp folder, add its fields and the load average
+    at the end to `result`, and write it to `args.out` (the dirty-tree guard of `write_result` applies)."""
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+        result.update(benchmark(args, Path(args.work)))
+    else:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            result.update(benchmark(args, Path(tmp)))
+    result["load_average_at_end"] = load_average()
+    print(f"wrote {shown(write_result(args.out, result, started, args.allow_dirty))}")
+
+
 def shown(path: str | Path) -> str:
     """`path` relative to the repository root when inside it."""
     path = Path(path).resolve()
