@@ -54,7 +54,7 @@ class FakePredictor:
         return [{"label": "yes" if "yes" in t else "no",
                  "probabilities": {"no": 0.0, "yes": 1.0} if "yes" in t else {"no": 1.0, "yes": 0.0}} for t in texts]
 
-    def embed(self, texts: list[str], pooling: str = "mean"):
+    def embed(self, texts: list[str], pooling: str = "mean", role: str = "query"):
         import numpy as np
 
         self.calls.append(list(texts))
@@ -103,6 +103,15 @@ def wait_ready(url: str, timeout: float = 30) -> None:
             pass
         time.sleep(0.05)
     raise RuntimeError(f"{url} was not ready within {timeout} s")
+
+
+def client_ready(client, timeout: float = 20):
+    """A FastAPI TestClient once its app answers /ready (the model loads in the background)."""
+    deadline = time.monotonic() + timeout
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "never became ready"
+        time.sleep(0.02)
+    return client
 
 
 class FakeEvent:

@@ -47,7 +47,7 @@ def finetune(
     text_column: Optional[str] = typer.Option(None, "--text-column", help=TEXT_HELP),
     label_column: Optional[str] = typer.Option(None, "--label-column", help=LABEL_HELP),
     label_separator: Optional[str] = typer.Option(None, "--label-separator", help="Split string labels on this (e.g. '|') for multi-label."),
-    model: Optional[str] = typer.Option(None, "--model", help="Alias (minilm-l6), local model folder, or hub id."),
+    model: Optional[str] = typer.Option(None, "--model", help="Alias (minilm-l6, multilingual-e5-small, smollm2-135m), local model folder, or hub id. Left out: auto — minilm-l6 for English text, multilingual-e5-small otherwise (docs/models.md); smollm2-135m for --task sft."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Run folder (default runs/finetune)."),
     class_weights: Optional[str] = typer.Option(None, "--class-weights", help="none | balanced: loss weights for imbalanced classes."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in the run folder."),
@@ -136,10 +136,11 @@ def predict(
 
 @app.command()
 def embed(
-    model: str = typer.Option("minilm-l6", "--model", help="Alias, model folder (any encoder or fine-tuned model), or hub id."),
+    model: Optional[str] = typer.Option(None, "--model", help="Alias, model folder (any encoder or fine-tuned model), or hub id. Left out (or auto): chosen from the texts as for fine-tuning — minilm-l6 for English-like text, multilingual-e5-small for other scripts or many [UNK]s; the choice and why are printed."),
     input: str = typer.Option(..., "--input", help="Texts: .txt (one per line) or a table with --text-column."),
     output: str = typer.Option(..., "--output", "-o", help="Pooled sentence vectors as .npy (N × hidden; N × 4·hidden for last4)."),
     pooling: str = typer.Option("mean", "--pooling", help="mean | cls | last4 (concatenated mean of the last four layers)."),
+    role: str = typer.Option("query", "--role", help="query | passage: for models trained with prefixes (multilingual-e5-small), the prefix put before each text — query for questions and symmetric tasks (similarity, clustering, cross-lingual matching), passage for the documents a query searches. Other models ignore it."),
     text_column: str = typer.Option("text", "--text-column", help=TEXT_HELP),
     hidden_states: Optional[str] = typer.Option(None, "--hidden-states", help="Also save the last hidden state tensor (N × T × hidden) and mask as .npz."),
     batch_size: int = typer.Option(64, "--batch-size", help="Batch size."),
@@ -148,10 +149,13 @@ def embed(
     """Extract hidden states and pooled sentence embeddings (feature extraction)."""
     from tuneforge.model.pooling import POOLINGS
     from tuneforge.recipes.predict import embed_file
+    from tuneforge.serve.predictor import ROLES
 
     if pooling not in POOLINGS:
         raise UserError(f"--pooling {pooling}: use one of {', '.join(POOLINGS)}.")
-    shape = embed_file(model, input, output, pooling, text_column, hidden_states, batch_size, precision)
+    if role not in ROLES:
+        raise UserError(f"--role {role}: use one of {', '.join(ROLES)}.")
+    shape = embed_file(model, input, output, pooling, text_column, hidden_states, batch_size, precision, role)
     typer.echo(f"wrote embeddings {tuple(shape)} to {output}")
 
 

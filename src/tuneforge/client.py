@@ -25,9 +25,11 @@ class Client:
         """One {"label", "probabilities"} per text, in order."""
         return self._request("POST", "/v1/predict", {"texts": _texts(texts)})["predictions"]
 
-    def embed(self, texts: Sequence[str], pooling: str = "mean") -> list[list[float]]:
-        """One vector per text (`numpy.asarray(...)` makes it an (N, dim) array)."""
-        return self._request("POST", "/v1/embed", {"texts": _texts(texts), "pooling": pooling})["embeddings"]
+    def embed(self, texts: Sequence[str], pooling: str = "mean", role: str = "query") -> list[list[float]]:
+        """One vector per text (`numpy.asarray(...)` makes it an (N, dim) array). `role` query | passage: the prefix
+        a model such as multilingual-e5-small wants (others ignore it)."""
+        body = {"texts": _texts(texts), "pooling": pooling, "role": role}
+        return self._request("POST", "/v1/embed", body)["embeddings"]
 
     def health(self) -> dict:
         return self._request("GET", "/health")

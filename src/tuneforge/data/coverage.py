@@ -5,6 +5,9 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
+# The embedded multilingual model's names (model/resolve.py owns them; data/ sits left of model/, so spelled here).
+MULTILINGUAL = ("multilingual-e5-small", "me5-small")
+
 
 def script_of(ch: str) -> str | None:
     """Coarse script of one character (None for spaces, digits and punctuation)."""
@@ -50,8 +53,12 @@ class Coverage:
         if self.unk_rate <= threshold:
             return None
         main = max((s for s in self.script_share if s != "latin"), key=self.script_share.get, default="other")
-        suggestion = {"han": "a Chinese or multilingual encoder (e.g. bert-base-chinese, "
-                             "bert-base-multilingual-cased or xlm-roberta-base)"}.get(main, "a multilingual encoder (e.g. xlm-roberta-base)")
+        if model_name in MULTILINGUAL:
+            suggestion = "a model pretrained on this script (--model)"
+        else:
+            chinese = " or a Chinese encoder (e.g. bert-base-chinese)" if main == "han" else ""
+            suggestion = (f"the embedded multilingual-e5-small (~100 languages; leave --model out and the automatic "
+                          f"choice picks it){chinese}")
         return (f"{model_name} was not pretrained for this text: {self.unk_rate:.0%} of tokens are [UNK] "
                 f"({self.script_share.get(main, 0):.0%} of letters are {main}). Prefer {suggestion}; "
                 "meanwhile TuneForge can add the missing pieces to the vocabulary (model.extend_vocab).")

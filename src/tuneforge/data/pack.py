@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from tuneforge.data.masking import IGNORE, Masker, batch_generator
-from tuneforge.data.tokenizer_train import is_cjk
+from tuneforge.data.words import word_starts
 
 FORMAT = 1
 CHUNK = 2000  # texts per tokenizer call
@@ -40,31 +40,12 @@ def cache_key(source_hashes: list[str], params: dict, tokenizer) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:24]
 
 
-def _jieba_starts(text: str) -> set[int] | None:
-    """Character offsets where jieba starts a word, for texts with CJK; None when jieba is not installed."""
-    try:
-        import jieba
-    except ImportError:
-        return None
-    jieba.setLogLevel(60)
-    starts, pos = set(), 0
-    for word in jieba.cut(text):
-        starts.add(pos)
-        pos += len(word)
-    return starts
-
-
 def _word_starts(enc, i: int, text: str, whole_word: bool) -> list[int]:
-    """1 where a token begins a word (pre-tokenizer words; CJK characters grouped into jieba words)."""
+    """1 where a token begins a word: the tokenizer's words; with `whole_word`, Chinese ones found by jieba."""
     word_ids = enc.word_ids(i)
-    flags = [1 if k == 0 or w != word_ids[k - 1] else 0 for k, w in enumerate(word_ids)]
-    if whole_word and any(is_cjk(c) for c in text):
-        starts = _jieba_starts(text)
-        if starts is not None:
-            for k, (s, _) in enumerate(enc["offset_mapping"][i]):
-                if k and s < len(text) and is_cjk(text[s]) and s not in starts:
-                    flags[k] = 0
-    return flags
+    if whole_word:
+        return word_starts(enc["offset_mapping"][i], word_ids, text)
+    return [1 if k == 0 or w != word_ids[k - 1] else 0 for k, w in enumerate(word_ids)]
 
 
 def build_token_stream(texts: Iterable[str], tokenizer, folder: Path, whole_word: bool,

@@ -57,6 +57,11 @@ class SftBatches:
     def label_tokens(self) -> int:
         return sum(sum(1 for x in labels[1:] if x != IGNORE) for labels in self.data.labels)
 
+    @staticmethod
+    def loss_weight(batch: dict[str, torch.Tensor]) -> int:
+        """The next-token targets in a collated batch: the loop weighs accumulated micro-batches by them."""
+        return int((batch["labels"][:, 1:] != IGNORE).sum())
+
     def batches(self, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
         if not self.grouped:
             return shuffled_batches(len(self.rows), batch_size, seed, epoch)

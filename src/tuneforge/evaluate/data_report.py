@@ -8,6 +8,7 @@ import json
 import unicodedata
 from pathlib import Path
 
+from tuneforge.evaluate.fonts import CSS_FONT_STACK, with_cjk_fonts
 from tuneforge.model.artifact import atomic_write_text
 
 MAX_PLOTTED_LABELS = 40
@@ -26,6 +27,7 @@ def _plt():
     return plt
 
 
+@with_cjk_fonts
 def plot_label_distribution(counts: dict[str, dict[str, int]], out: Path) -> Path:
     """Grouped bars: each label's share of its split, one bar colour per split (n in the legend)."""
     import numpy as np
@@ -48,6 +50,7 @@ def plot_label_distribution(counts: dict[str, dict[str, int]], out: Path) -> Pat
     return out
 
 
+@with_cjk_fonts
 def plot_token_lengths(lengths: dict[str, list[int]], max_length: int, stats: dict[str, dict], model: str,
                        out: Path) -> Path | None:
     """Length histogram per split (share of rows) with a line at max_length; the truncated share is in the legend."""
@@ -216,7 +219,7 @@ def _render_html(title: str, marks, sections) -> str:
                 rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b[2])
                 parts.append(f"<table><tr>{head}</tr>{rows}</table>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+<style>body{{font-family:{CSS_FONT_STACK};max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left;vertical-align:top}}
 ul.glance{{list-style:none;padding:0;font-size:1.05em}}li.ok{{color:#1a7f37}}li.warn{{color:#b35900;font-weight:bold}}
 li.info{{color:#555}}figure{{display:inline-block;margin:0 1em}}img{{max-width:100%}}</style></head>

@@ -6,6 +6,7 @@ import html
 import json
 from pathlib import Path
 
+from tuneforge.evaluate.fonts import CSS_FONT_STACK
 from tuneforge.evaluate.report import plot_loss_curve
 from tuneforge.model.artifact import atomic_write_text
 from tuneforge.model.manifest import RunSummary
@@ -92,7 +93,7 @@ def write_pretrain_report(out_dir: Path, summary: RunSummary, history: list[dict
     table = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in rows)
     imgs = "".join(f"<figure><img src='{e(f)}' alt='{e(c)}'><figcaption>{e(c)}</figcaption></figure>" for c, f in plots.items())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;color:#222}}
+<style>body{{font-family:{CSS_FONT_STACK};max-width:900px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td{{border:1px solid #ccc;padding:4px 10px}}
 .big{{font-size:2em;font-weight:bold}}figure{{display:inline-block;margin:0 1em}}</style></head>
 <body><h1>{e(title)}</h1><p class="big">perplexity {summary.metrics['perplexity']:.2f}</p>

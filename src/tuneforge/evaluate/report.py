@@ -6,56 +6,14 @@ import json
 from pathlib import Path
 
 from tuneforge.evaluate.calibration import T_MAX, T_MIN
+from tuneforge.evaluate.plots import plot_confusion, plot_loss_curve, plot_reliability
 from tuneforge.model.artifact import atomic_write_text
 
 HEADLINE = ("accuracy", "macro_f1", "micro_f1", "macro_precision", "macro_recall", "loss")
 ERROR_TEXT_CHARS = 240  # worst-error texts are cut here so the table stays readable
 WORST_ERRORS_INTRO = "The mistakes the model was most confident about (often label noise worth a look)."
+# plot_confusion and plot_loss_curve live in plots.py (drawn with the CJK font fallback); re-exported here.
 __all__ = ["HEADLINE", "WORST_ERRORS_INTRO", "plot_confusion", "plot_loss_curve", "report_view", "write_report"]
-
-
-def plot_loss_curve(history: list[dict], out: Path) -> Path | None:
-    train = [(r["step"], r["loss"]) for r in history if "split" not in r and "loss" in r]
-    val = [(r["step"], r["loss"]) for r in history if r.get("split") == "validation" and "loss" in r]
-    if not train and not val:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
-    if train:
-        ax.plot(*zip(*train), label="train loss", lw=1.2)
-    if val:
-        ax.plot(*zip(*val), "o-", label="validation loss", lw=1.5)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
-
-
-def plot_confusion(matrix: list[list[int]], names: tuple[str, ...], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    size = max(4.0, 0.6 * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size), dpi=110)
-    ConfusionMatrixDisplay(np.array(matrix), display_labels=list(names)).plot(ax=ax, cmap="Blues", colorbar=False,
-                                                                             xticks_rotation=45)
-    ax.set_title("Confusion matrix", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
 
 
 def _fmt(v) -> str:
@@ -195,8 +153,6 @@ def write_report(out_dir: Path, metrics: dict, names: tuple[str, ...], history: 
         plot_confusion(metrics["confusion_matrix"], names, out_dir / "confusion_matrix.png")
         plots["Confusion matrix"] = "confusion_matrix.png"
     if calibration:
-        from tuneforge.evaluate.plots import plot_reliability
-
         plot_reliability(calibration, out_dir / "reliability.png")
         calibration = {**calibration, "plot": "reliability.png"}
     atomic_write_text(out_dir / "metrics.json", json.dumps(_metrics_file(metrics, ci, calibration, baseline),

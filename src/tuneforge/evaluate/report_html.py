@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import html
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222;padding:0 1em}
+from tuneforge.evaluate.fonts import CSS_FONT_STACK
+
+STYLE = """body{font-family:""" + CSS_FONT_STACK + """;max-width:960px;margin:2em auto;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
 td:first-child,th:first-child{text-align:left}td.text{text-align:left;max-width:480px}
 .big{font-size:2em;font-weight:bold;margin:.3em 0}.sub{font-size:1.1em;color:#444}

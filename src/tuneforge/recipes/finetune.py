@@ -1,4 +1,4 @@
-"""Fine-tune a text classifier: data → coverage check → model → auto settings → the session's loop → evaluate →
+"""Fine-tune a text classifier: data → model choice (auto) → coverage check → model → auto settings → the session's loop → evaluate →
 calibrate → final/ (with its model card) and the report (with the TF-IDF baseline beside the transformer)."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tuneforge.data.splits import load_splits, split_record
 from tuneforge.errors import UserError
 from tuneforge.evaluate.stream import evaluate_classifier
 from tuneforge.model.build import load_classifier, load_tokenizer
+from tuneforge.model.choose import choose_encoder, is_auto
 from tuneforge.model.loss import balanced_class_weights
 from tuneforge.model.manifest import RunSummary
 from tuneforge.model.vocab import extend_vocabulary
@@ -38,6 +39,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     session = Session(cfg, resume, overwrite)
     splits, labels, targets = _load_data(cfg)
     data_check = _quick_check(cfg, splits, session)
+    cfg = _choose_model(cfg, splits, session)
     built = _build_model(cfg, splits, labels, session)
     tokenizer, model = built.tokenizer, session.apply_levers(built.model)
     cfg, why = resolve_auto(cfg, len(splits["train"].texts), model.config.hidden_size, bool(built.added),
@@ -95,6 +97,20 @@ def _quick_check(cfg: FinetuneConfig, splits, session: Session) -> dict | None:
         session.say("data check: " + ", ".join(f"{k} {v}" for k, v in problems.items()) +
                     " (rows; `tuneforge data check` lists them)")
     return problems
+
+
+def _choose_model(cfg: FinetuneConfig, splits, session: Session) -> FinetuneConfig:
+    """`model.name: auto` → the encoder the training text needs (model/choose.py), printed now (before a first-time
+    model conversion) and kept with its reason in config.yaml, so a resumed run reads the concrete name back."""
+    if not is_auto(cfg.model.name):
+        return cfg
+    train = splits["train"]
+    choice = choose_encoder(train.texts, cfg.model.unk_threshold,
+                            source=f"the text column '{cfg.data.text_column}' of {train.source}")
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.name, cfg.model.auto_reason = choice.name, choice.reason
+    session.say(f"model: {choice.name} (auto: {choice.reason})")
+    return cfg
 
 
 @dataclass

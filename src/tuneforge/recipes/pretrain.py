@@ -23,7 +23,7 @@ from tuneforge.model.inspect import mlm_training_flops
 from tuneforge.model.manifest import RunSummary
 from tuneforge.model.mlm import SparseMLM, build_mlm, load_mlm
 from tuneforge.recipes.pretrain_clm import CausalLM
-from tuneforge.recipes.pretrain_data import packed_corpus, pretrain_tokenizer
+from tuneforge.recipes.pretrain_data import packed_corpus, pretrain_tokenizer, resolve_whole_word
 from tuneforge.train.defaults import pretrain_total_steps, resolve_objective_defaults, resolve_pretrain_auto
 from tuneforge.train.objectives import make_objective
 from tuneforge.train.runtime import world_size
@@ -117,6 +117,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False)
     if not resume:  # mark the folder as a run at once; the resolved config replaces this below
         session.write("config.yaml", session.config_yaml())
     sources = expand_sources(cfg.data.corpus)  # a missing file is an error before any work
+    cfg, words_why = resolve_whole_word(cfg, sources)  # before the cache key: the stream holds the word starts
     tokenizer = pretrain_tokenizer(cfg, session)
     parts.check_tokenizer(tokenizer)
     corpus, corpus_meta = packed_corpus(cfg, sources, tokenizer, session, parts.end_id(tokenizer),
@@ -126,7 +127,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False)
     train_blocks, val_blocks = corpus.split(cfg.data.validation_fraction, cfg.data.max_validation_blocks)
     cfg, why = resolve_pretrain_auto(cfg, len(train_blocks), model.config.hidden_size, bool(cfg.model.preset),
                                      world_size())
-    cfg = session.resolve(cfg, {**objective_why, **why})
+    cfg = session.resolve(cfg, {**objective_why, **words_why, **why})
     session.say(f"corpus: {corpus_meta['texts']:,} texts, {corpus_meta['tokens']:,} tokens → "
                 f"{len(train_blocks):,} training + {len(val_blocks):,} held-out blocks of {cfg.data.block_size}")
     session.write("corpus.json", json.dumps(corpus_meta, indent=2))

@@ -2,12 +2,13 @@
 cleaned, tokenized once into a content-hash-keyed cache and packed into blocks."""
 from __future__ import annotations
 
-import importlib.util
+import itertools
 import json
 from pathlib import Path
 
 from tuneforge.config import PretrainConfig
-from tuneforge.data.corpus import CleanStats, iter_clean_texts
+from tuneforge.data import words
+from tuneforge.data.corpus import CleanStats, clean_line, iter_clean_texts, stream_source
 from tuneforge.data.pack import PackedCorpus, build_token_stream, cache_key, cached_token_stream, default_cache_dir
 from tuneforge.data.sources import file_sha256
 from tuneforge.errors import UserError
@@ -15,6 +16,8 @@ from tuneforge.model.build import load_tokenizer
 from tuneforge.model.causal import load_causal_tokenizer
 from tuneforge.recipes.tokenizer import train_tokenizer_folder
 from tuneforge.train.progress import make_progress
+
+SAMPLE_TEXTS = 1000  # texts read from the start of each source to decide mlm.whole_word: auto
 
 
 def pretrain_tokenizer(cfg: PretrainConfig, session):
@@ -32,15 +35,29 @@ def pretrain_tokenizer(cfg: PretrainConfig, session):
     return load(str(folder))
 
 
+def resolve_whole_word(cfg: PretrainConfig, sources: list[Path]) -> tuple[PretrainConfig, dict[str, str]]:
+    """mlm.whole_word "auto" → true or false from the script mix of the first texts of every source (so a corpus of
+    an English file and a Chinese one is seen as both). A resumed run reads the choice from its config.yaml."""
+    if cfg.objective != "mlm" or cfg.mlm.whole_word != "auto":
+        return cfg, {}
+    sample = [clean_line(t, cfg.data.normalize) for p in sources
+              for t in itertools.islice(stream_source(p, cfg.data.text_column), SAMPLE_TEXTS)]
+    on, reason = words.auto_whole_word(sample)
+    cfg = cfg.model_copy(deep=True)
+    cfg.mlm.whole_word = on
+    return cfg, {"mlm.whole_word": reason}
+
+
 def packed_corpus(cfg: PretrainConfig, sources, tokenizer, session, end_id: int,
                   cls_id: int | None) -> tuple[PackedCorpus, dict]:
     """Tokenize once per (corpus content, cleaning, tokenizer, end token): the main process builds, the others
     wait. Each text ends with `end_id`; blocks start with `cls_id` (None: plain slices, causal LM)."""
     d = cfg.data
+    whole_word = cfg.mlm.whole_word is True  # "auto" is resolved for mlm before this; clm keeps it unused
     params = {"text_column": d.text_column, "normalize": d.normalize, "dedup": d.dedup, "min_chars": d.min_chars,
-              "max_chars": d.max_chars, "whole_word": cfg.mlm.whole_word,
-              # whole-word streams differ with and without jieba (Chinese words vs single characters)
-              "jieba": cfg.mlm.whole_word and importlib.util.find_spec("jieba") is not None,
+              "max_chars": d.max_chars, "whole_word": whole_word,
+              # the word-boundary rules' version: a change rebuilds whole-word streams (false: keys as before)
+              "jieba": whole_word and words.VERSION,
               # only when on, so caches built before the option existed keep their keys
               **({"redact_pii": True} if d.redact_pii else {}),
               # the text separator when it is not [SEP] (causal LMs end texts with EOS)
@@ -56,7 +73,7 @@ def packed_corpus(cfg: PretrainConfig, sources, tokenizer, session, end_id: int,
             task = progress.add_task("tokenize", total=None, info="texts")
             texts = iter_clean_texts(sources, d.text_column, d.normalize, d.dedup, d.min_chars, d.max_chars, stats,
                                      redact_pii=d.redact_pii)
-            meta = build_token_stream(texts, tokenizer, folder, cfg.mlm.whole_word,
+            meta = build_token_stream(texts, tokenizer, folder, whole_word,
                                       on_chunk=lambda n: progress.advance(task, n), end_id=end_id)
         meta["clean"] = {k: v for k, v in vars(stats).items()}
         (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")

@@ -1,4 +1,5 @@
-"""The quickstart: the packaged demo reviews → fine-tune the default model → report → two example predictions."""
+"""The quickstart: the packaged demo reviews → fine-tune the automatically chosen model → report → two example
+predictions (one English, one Chinese)."""
 from __future__ import annotations
 
 import importlib.resources

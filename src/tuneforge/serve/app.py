@@ -108,7 +108,7 @@ def _call_model(predictor):
     def run(key: tuple, texts: list[str]) -> list:
         if key[0] == "predict":
             return predictor.predict(texts)
-        return list(np.asarray(predictor.embed(texts, key[1]), dtype=np.float32))
+        return list(np.asarray(predictor.embed(texts, key[1], role=key[2]), dtype=np.float32))
     return run
 
 
@@ -148,7 +148,7 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
             app.state.batcher = batcher = DynamicBatcher(_call_model(predictor), settings.max_batch_size,
                                                          settings.max_wait_ms / 1000, settings.batching,
                                                          metrics.record_batch)
-            key = ("predict",) if predictor.labels is not None else ("embed", "mean")
+            key = ("predict",) if predictor.labels is not None else ("embed", "mean", "query")
             warm = asyncio.create_task(_warm_up(lambda: batcher.run(key, ["warm up"]), metrics))
         try:
             yield
@@ -194,7 +194,7 @@ def _add_model_routes(app: FastAPI, predictor, settings: ServeSettings, guard: l
               summary="Pooled sentence vectors for a batch of texts")
     async def embed(body: schemas.EmbedRequest, request: Request):
         _check_texts(body.texts, settings)
-        vectors = await request.app.state.batcher.run(("embed", body.pooling), body.texts)
+        vectors = await request.app.state.batcher.run(("embed", body.pooling, body.role), body.texts)
         return {"embeddings": [v.tolist() for v in vectors], "dim": int(vectors[0].shape[0]), "pooling": body.pooling}
 
 

@@ -10,7 +10,7 @@ import torch
 from tuneforge.errors import UserError
 from tuneforge.export.runtime import ONNX_FILE
 from tuneforge.serve.onnx_backend import OnnxPredictor
-from tuneforge.serve.predictor import Predictor, int8_linears
+from tuneforge.serve.predictor import Predictor, embedding_prefixes, int8_linears
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -24,7 +24,8 @@ def load(path: str, precision: str = "fp32", **kwargs) -> Predictor:
     at batch 1 on CPUs with native bf16 (avx512_bf16/AMX), same SST-2 dev labels, probabilities within 0.03.
     precision="int8" quantizes the linear layers (`int8_linears`; CPU only). `threads` sets torch's
     intra-op threads (process-wide) or the ONNX session's; `spinning` (call | always | off) is for ONNX sessions
-    only. Other keywords (batch_size, max_length, normalize) go to the predictor."""
+    only. Other keywords (batch_size, max_length, normalize, prefixes) go to the predictor; prefixes
+    default to the folder's `embedding.prefixes` (`embedding_prefixes`)."""
     from tuneforge.model.build import load_for_inference
     from tuneforge.model.manifest import read_manifest
     from tuneforge.model.resolve import resolve_model
@@ -52,6 +53,7 @@ def load(path: str, precision: str = "fp32", **kwargs) -> Predictor:
     elif precision == "int8":  # load_for_inference keeps the model on the CPU, where these kernels run
         model = int8_linears(model)
     kwargs.setdefault("max_length", manifest.max_length)
+    kwargs.setdefault("prefixes", embedding_prefixes(manifest))  # e5: "query: " / "passage: " before embedded texts
     return Predictor(model, tokenizer, **kwargs)
 
 

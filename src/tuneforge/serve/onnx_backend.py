@@ -11,7 +11,7 @@ from tuneforge.data.labels import LabelSpace
 from tuneforge.errors import UserError
 from tuneforge.export.runtime import ONNX_FILE, onnx_forward, open_session
 from tuneforge.model.pooling import POOLINGS
-from tuneforge.serve.predictor import Predictor, stored_temperature
+from tuneforge.serve.predictor import Predictor, embedding_prefixes, stored_temperature, with_role
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -24,9 +24,11 @@ class OnnxPredictor(Predictor):
     encoders give embeddings (mean or cls pooling: the graph outputs only the last hidden state)."""
 
     def __init__(self, session, tokenizer, config, max_length: int = 128, batch_size: int = 64,
-                 normalize: bool = True, folder: str = "model", temperature: float | None = None):
+                 normalize: bool = True, folder: str = "model", temperature: float | None = None,
+                 prefixes: dict[str, str] | None = None):
         self.session, self.tokenizer, self.folder = session, tokenizer, folder
         self.max_length, self.batch_size, self.normalize = max_length, batch_size, normalize
+        self.prefixes = dict(prefixes or {})
         self.model = None  # no PyTorch module behind this predictor
         self.output = session.get_outputs()[0].name
         self._forward = onnx_forward(session)
@@ -47,6 +49,7 @@ class OnnxPredictor(Predictor):
         folder = Path(path)
         manifest = read_manifest(folder)
         kwargs.setdefault("max_length", manifest.max_length)
+        kwargs.setdefault("prefixes", embedding_prefixes(manifest))  # export keeps the source's tuneforge.json keys
         session = open_session(folder / ONNX_FILE, threads, spinning)
         config = AutoConfig.from_pretrained(folder)
         predictor = cls(session, load_tokenizer(str(folder)), config, folder=str(path),
@@ -70,7 +73,7 @@ class OnnxPredictor(Predictor):
             out[index] = 1 / (1 + np.exp(-logits)) if self.labels.multi_label else _softmax(logits / self.temperature)
         return out
 
-    def embed(self, texts: list[str], pooling: str = "mean", return_hidden: bool = False):
+    def embed(self, texts: list[str], pooling: str = "mean", return_hidden: bool = False, role: str = "query"):
         """As Predictor.embed, for `mean` and `cls` pooling."""
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}")
@@ -80,7 +83,7 @@ class OnnxPredictor(Predictor):
         if pooling == "last4":
             raise UserError(f"{self.folder}: --pooling last4 needs every layer; the ONNX graph outputs only the last "
                             "hidden state. Use mean or cls, or the PyTorch model folder.")
-        data = self._encode(texts)
+        data = self._encode(with_role(texts, self.prefixes, role))
         width = int(data.lengths.max()) if len(data) else 0
         vectors, hidden, mask_out = None, None, np.zeros((len(texts), width), dtype=np.int8)
         for index, mask, last in self._outputs(data):

@@ -12,6 +12,8 @@ from tuneforge.model.first_token import first_token_only, use_first_token
 from tuneforge.model.manifest import Manifest
 from tuneforge.model.pooling import POOLINGS, pool
 
+ROLES = ("query", "passage")  # what an embedded text is for; e5-style models want a different prefix for each
+
 
 def stored_temperature(config, manifest: Manifest | None = None) -> float:
     """The softmax temperature fitted at fine-tune time (config.json `tuneforge_temperature`, else the manifest's
@@ -20,6 +22,23 @@ def stored_temperature(config, manifest: Manifest | None = None) -> float:
     if t is None and manifest is not None:
         t = manifest.temperature
     return float(t) if t and float(t) > 0 else 1.0
+
+
+def embedding_prefixes(manifest: Manifest) -> dict[str, str]:
+    """The text an embedding model wants before each input, by role: tuneforge.json's `embedding.prefixes`
+    (multilingual-e5-small: "query: " and "passage: ", as it was trained); {} when the folder declares none, so
+    every other model embeds the text as given."""
+    section = getattr(manifest, "embedding", None)  # an extra key: only embedding folders carry it
+    prefixes = section.get("prefixes") if isinstance(section, dict) else None
+    return {role: str(prefixes[role]) for role in ROLES if isinstance(prefixes, dict) and prefixes.get(role)}
+
+
+def with_role(texts: list[str], prefixes: dict[str, str], role: str) -> list[str]:
+    """`texts` with the prefix of `role` in front (unchanged when the model has none)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    prefix = prefixes.get(role, "")
+    return [prefix + t for t in texts] if prefix else list(texts)
 
 
 def int8_linears(model):
@@ -45,9 +64,11 @@ class Predictor:
     """`tuneforge.load(path)` returns this for a PyTorch folder (`serve.load.load` builds it). Batches are sorted by
     length; outputs keep input order."""
 
-    def __init__(self, model, tokenizer, max_length: int = 128, batch_size: int = 64, normalize: bool = True):
+    def __init__(self, model, tokenizer, max_length: int = 128, batch_size: int = 64, normalize: bool = True,
+                 prefixes: dict[str, str] | None = None):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_length, self.batch_size, self.normalize = max_length, batch_size, normalize
+        self.prefixes = dict(prefixes or {})  # role → text put before each input by embed() (`embedding_prefixes`)
         config = model.config
         is_classifier = type(model).__name__.endswith("ForSequenceClassification")
         self.labels = LabelSpace.from_model_config(config) if is_classifier else None
@@ -89,13 +110,15 @@ class Predictor:
         return results
 
     @torch.inference_mode()
-    def embed(self, texts: list[str], pooling: str = "mean", return_hidden: bool = False):
+    def embed(self, texts: list[str], pooling: str = "mean", return_hidden: bool = False, role: str = "query"):
         """Pooled sentence vectors (N, H) — or (N, 4H) for last4. With return_hidden, also the padded last
-        hidden state (N, T, H) and its attention mask."""
+        hidden state (N, T, H) and its attention mask. `role` (query | passage) picks the prefix a model with
+        `prefixes` wants before each text (e5: "query: " for questions and symmetric tasks, "passage: " for the
+        documents searched); models without prefixes ignore it."""
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}")
         encoder = getattr(self.model, self.model.base_model_prefix, self.model)
-        data = self._encode(texts)
+        data = self._encode(with_role(texts, self.prefixes, role))
         vectors, hidden, width = None, None, int(data.lengths.max()) if len(data) else 0
         mask_out = np.zeros((len(texts), width), dtype=np.int8)
         for index, batch in self._batches(data):

@@ -31,6 +31,10 @@ class EmbedRequest(BaseModel):
     texts: list[str] = Field(..., min_length=1, description=TEXTS_HELP)
     pooling: Literal["mean", "cls"] = Field("mean", description="mean: average of the last hidden state over tokens; "
                                                               "cls: the first token's vector.")
+    role: Literal["query", "passage"] = Field("query", description="For models trained with prefixes (multilingual-"
+                                      "e5-small): query puts \"query: \" before each text (questions, symmetric tasks "
+                                      "such as similarity), passage puts \"passage: \" (the documents searched). Other "
+                                      "models ignore it.")
 
 
 class EmbedResponse(BaseModel):

@@ -69,13 +69,29 @@ def _micro_batches(index: np.ndarray, rank: int, world: int, accum: int) -> list
     return [mine[k::accum] for k in range(accum) if len(mine[k::accum])]
 
 
+def _loss_weights(accelerator, data, batches: list[dict], rows: list[int], global_rows: int) -> list[float]:
+    """Each micro-batch's share of the global batch, so the accumulated gradient is the global-batch mean (DDP then
+    averages over ranks, hence the factor `num_processes`). By rows, or, when `data` has `loss_weight(batch)` (a
+    token-level loss such as SFT's), by the targets each micro-batch holds across all ranks: accumulation then gives
+    the same gradient as one large batch."""
+    world = accelerator.num_processes
+    weigh = getattr(data, "loss_weight", None)
+    if weigh is None:
+        return [n * world / global_rows for n in rows]
+    counts = [float(weigh(b)) for b in batches]
+    total = torch.tensor([sum(counts)], device=accelerator.device)
+    if world > 1:
+        total = accelerator.reduce(total, reduction="sum")
+    return [c * world / max(1.0, float(total.item())) for c in counts]
+
+
 def _train_step(accelerator, model, optimizer, objective, data, index, epoch: int, cfg: LoopConfig) -> torch.Tensor:
     parts = _micro_batches(index, accelerator.process_index, accelerator.num_processes, cfg.grad_accum)
+    batches = [data.collate(part, epoch) for part in parts]
+    scales = _loss_weights(accelerator, data, batches, [len(p) for p in parts], len(index))
     total = torch.zeros((), device=accelerator.device)
-    for k, part in enumerate(parts):
-        batch = {key: v.to(accelerator.device) for key, v in data.collate(part, epoch).items()}
-        # Scale so the gradient equals the global-batch mean (DDP averages over ranks).
-        scale = len(part) * accelerator.num_processes / len(index)
+    for k, (batch, scale) in enumerate(zip(batches, scales)):
+        batch = {key: v.to(accelerator.device) for key, v in batch.items()}
         sync = k == len(parts) - 1
         ctx = accelerator.no_sync(model) if not sync else nullcontext()
         with ctx, accelerator.autocast():

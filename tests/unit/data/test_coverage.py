@@ -63,7 +63,7 @@ def test_warning_names_model_and_suggests_chinese_model(minilm):
     assert msg is not None
     assert msg.startswith("minilm-l6 ")
     assert "han" in msg
-    assert "bert-base-chinese" in msg and "multilingual" in msg
+    assert "bert-base-chinese" in msg and "multilingual-e5-small" in msg and "leave --model out" in msg
     assert "extend_vocab" in msg
 
 
@@ -72,8 +72,16 @@ def test_warning_suggests_multilingual_for_other_scripts(minilm):
     cov = measure_coverage(minilm, ["สวัสดีครับ ขอบคุณมาก", "อาหารอร่อยมาก"])
     assert cov.unk_rate > 0.02
     msg = cov.warning("my-model", 0.02)
-    assert msg is not None and "my-model" in msg and "xlm-roberta-base" in msg
+    assert msg is not None and "my-model" in msg and "multilingual-e5-small" in msg
     assert "bert-base-chinese" not in msg
+
+
+def test_warning_for_the_multilingual_model_does_not_suggest_itself(minilm):
+    cov = measure_coverage(minilm, ["สวัสดีครับ ขอบคุณมาก", "อาหารอร่อยมาก"])  # any high [UNK] rate will do
+    for name in ("multilingual-e5-small", "me5-small"):
+        msg = cov.warning(name, 0.02)
+        assert msg.startswith(f"{name} was not pretrained") and "multilingual-e5-small (" not in msg
+        assert "a model pretrained on this script" in msg
 
 
 def test_mixed_text_with_tiny_tokenizer(tiny_tok):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 from fastapi.testclient import TestClient
-from serve_helpers import FakeEngine
+from serve_helpers import FakeEngine, client_ready
 
 from tuneforge.serve import openai_schemas as oa
 from tuneforge.serve.app import ServeSettings, create_app
@@ -33,19 +32,12 @@ def make_client(causal, folder=None, engine=None, tokenizer=None, **settings):
     return client, engine
 
 
-def ready(client: TestClient) -> TestClient:
-    deadline = time.monotonic() + 20
-    while client.get("/ready").status_code != 200:
-        assert time.monotonic() < deadline, "never became ready"
-        time.sleep(0.02)
-    return client
-
 
 @pytest.fixture(scope="module")
 def served(causal, tiny_causal_dir):
     client, engine = make_client(causal, tiny_causal_dir)
     with client:
-        yield ready(client), engine
+        yield client_ready(client), engine
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +206,7 @@ def test_chat_on_a_tokenizer_without_a_chat_template_is_400(causal):
     with client:
         r = client.post("/v1/chat/completions", json={"messages": HELLO})
         assert r.status_code == 400 and "template" in r.json()["detail"]
-        assert ready(client).get("/v1/model").json()["chat"] is False
+        assert client_ready(client).get("/v1/model").json()["chat"] is False
         assert client.post("/v1/completions", json={"prompt": "plain text", "max_tokens": 2}).status_code == 200
 
 

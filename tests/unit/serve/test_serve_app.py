@@ -4,12 +4,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from serve_helpers import LABELS, FakePredictor, build_classifier
+from serve_helpers import FakePredictor, LABELS, build_classifier, client_ready
 
 import tuneforge
 from conftest import fp_tolerance
@@ -45,18 +44,11 @@ def _client(predictor, **settings):
     return TestClient(create_app(predictor, ServeSettings(**settings)))
 
 
-def _ready(client: TestClient) -> TestClient:
-    deadline = time.monotonic() + 20
-    while client.get("/ready").status_code != 200:
-        assert time.monotonic() < deadline, "never became ready"
-        time.sleep(0.02)
-    return client
-
 
 @pytest.fixture(scope="module")
 def client(predictor, classifier_dir):
     with _client(predictor, model_path=str(classifier_dir)) as c:
-        yield _ready(c)
+        yield client_ready(c)
 
 
 def test_predict_matches_the_predictor_in_input_order(client, predictor):
@@ -148,7 +140,7 @@ def test_body_over_the_byte_limit_is_413_declared_or_chunked(predictor):
 
 def test_api_key_protects_v1_and_metrics_only(predictor):
     with _client(predictor, api_key=KEY) as c:
-        _ready(c)
+        client_ready(c)
         for path in ("/v1/predict", "/v1/embed"):
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
                 r = c.post(path, json={"texts": ["a"]}, headers=headers)
@@ -174,7 +166,7 @@ def test_ready_is_503_until_the_warm_up_call_returns():
         assert r.status_code == 503 and r.json() == {"status": "loading"}
         assert "tuneforge_model_ready 0" in c.get("/metrics").text
         fake.gate.set()
-        _ready(c)
+        client_ready(c)
         assert c.get("/ready").json() == {"status": "ready"} and "tuneforge_model_ready 1" in c.get("/metrics").text
     assert fake.calls[0] == ["warm up"]
 
@@ -245,7 +237,7 @@ def test_an_encoder_embeds_but_refuses_to_predict(tiny_model):
     from tuneforge.serve.load import load
 
     with _client(load(str(tiny_model)), model_path=str(tiny_model)) as c:
-        _ready(c)
+        client_ready(c)
         r = c.post("/v1/predict", json={"texts": ["a"]})
         assert r.status_code == 400 and "no classification head" in r.json()["detail"]
         assert np.array(c.post("/v1/embed", json={"texts": ["a", "b"]}).json()["embeddings"]).shape == (2, 32)
@@ -282,7 +274,7 @@ def test_an_onnx_export_is_served_with_the_same_answers(classifier_dir, predicto
     del spun
     onnx, folder = load_predictor(str(exported), threads=1)
     with _client(onnx, model_path=folder) as c:
-        _ready(c)
+        client_ready(c)
         got = c.post("/v1/predict", json={"texts": TEXTS}).json()["predictions"]
         for g, w in zip(got, predictor.predict(TEXTS)):
             assert g["label"] == w["label"]
