@@ -42,11 +42,35 @@ def load_classifier(name: str, labels: LabelSpace):
     path = resolve_model(name)
     problem = "multi_label_classification" if labels.multi_label else "single_label_classification"
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(labels.names), id2label=labels.id2label, label2id=labels.label2id,
-            problem_type=problem, ignore_mismatched_sizes=True)
+            problem_type=problem, ignore_mismatched_sizes=True, output_loading_info=True)
     except OSError as exc:
         raise UserError(f"model '{name}': cannot load ({str(exc).splitlines()[0]}).{_export_hint(path)}") from None
+    identity_pooler(model, info.get("missing_keys", []))
+    return model
+
+
+def identity_pooler(model, missing_keys) -> list[str]:
+    """A BERT pooler the checkpoint lacks (multilingual-e5-small was trained with mean pooling and ships none) starts
+    as the identity with zero bias, so the head first sees tanh([CLS]) instead of a random projection of it. On 1,000
+    waimai_10k rows this scored +1.3 accuracy / +1.7 macro-F1 points over the random start, in each of 3 seeds
+    (docs/defaults.md). Returns the pooler weights it set."""
+    import torch
+
+    done = []
+    for key in missing_keys:
+        if not key.endswith("pooler.dense.weight"):
+            continue
+        dense = model.get_submodule(key.rsplit(".", 1)[0])
+        if dense.weight.shape[0] != dense.weight.shape[1]:
+            continue
+        with torch.no_grad():
+            dense.weight.copy_(torch.eye(dense.weight.shape[0], dtype=dense.weight.dtype))
+            if dense.bias is not None:
+                dense.bias.zero_()
+        done.append(key)
+    return done
 
 
 def load_trained(path: str):
