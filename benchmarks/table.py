@@ -27,7 +27,9 @@ START, END = "<!-- bench-table -->", "<!-- /bench-table -->"
 # benchmarks/results/ (earlier code, a dirty tree, no git sha) is named under the table, not cited in it.
 CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session of issue 17
                           "241f3fed97f67590242db02b0d1b7494e9996ad0",  # issue 18: generation, chat serving, SFT
-                          "2f0655ca437ff1d8bd8818200ad312db1a4c52a6"}  # issue 18: SFT quality (sft_quality.py)
+                          "2f0655ca437ff1d8bd8818200ad312db1a4c52a6",  # issue 18: SFT quality (sft_quality.py)
+                          "783c132475f53752867558198341d7197761a78e",  # issue 18: SFT quality, default path
+                          "232e85b0f7e3f956882a943e64ae1089c4fb0774"}  # issue 18: GPT mini 30-minute run
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
@@ -183,6 +185,14 @@ def _generic_cell(r: dict) -> str:
     return cell
 
 
+def _gpt_mini_cell(r: dict) -> str:
+    """Perplexity before → after, and how much training the budget bought."""
+    start, end = (r.get("initial") or {}).get("perplexity"), (r.get("final") or {}).get("perplexity")
+    mfu = f", MFU {r['mfu']:.0%}" if r.get("mfu") else ""
+    return (f"held-out perplexity {start:,.0f} → **{end:,.1f}** after {r['steps']:,} steps, {r['tokens']:,} tokens "
+            f"({r['tokens_per_s']:,.0f} tokens/s{mfu}; {len(r.get('curve') or [])} points on the curve)")
+
+
 def _ratio_rows() -> list[str]:
     """One row per side-by-side benchmark: its ratios (> 1 = TuneForge better) and which targets hold."""
     rows = []
@@ -216,6 +226,10 @@ def _ratio_rows() -> list[str]:
               "serve_chat.json": "Chat serving, SmolLM2-135M, 16 streaming clients x 60 s: continuous batching on vs "
                                  "one generation at a time",
               "bench_sft.json": "SFT (LoRA r8, packed, SmolLM2-135M, SST-2 prompts) tokens/s vs TRL `SFTTrainer`",
+              "sft_quality_sst2_2000_lora.json": "SFT quality, LoRA with the default 2 epochs: SmolLM2-135M on 2,000 "
+                                                 "SST-2 prompts, exact match on all 872 dev",
+              "pretrain_gpt_mini.json": "GPT `mini` preset from scratch, 30 CPU-minutes on the shared corpus: held-out "
+                                        "perplexity",
               "sft_quality_sst2_2000_lora_1ep.json": "SFT quality, variant (LoRA, 1 epoch; the default is 2 epochs): "
                                                      "SmolLM2-135M on 2,000 SST-2 prompts, exact match on all 872 dev"}
     for name, title in titles.items():
@@ -225,6 +239,8 @@ def _ratio_rows() -> list[str]:
             cell = _finetune_cell(r)
         elif r.get("benchmark") == "bench_infer":
             cell = _infer_cell(r)
+        elif r.get("benchmark") == "pretrain_gpt_mini":
+            cell = _gpt_mini_cell(r)
         else:
             cell = _generic_cell(r)
         rows.append(f"| {title} | {cell} | `{name}`{_mark(r)} |")

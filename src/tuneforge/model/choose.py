@@ -125,3 +125,9 @@ def _tokenizer(alias: str):
     from tuneforge.model.convert_e5 import tokenizer_file
 
     return PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file()), unk_token="<unk>", pad_token="<pad>")
+
+
+def release_tokenizers() -> None:
+    """Drop the tokenizers the choice loaded: XLM-R's 250k-piece tokenizer holds about 360 MB, and the run loads its
+    own copy from the model folder next."""
+    _tokenizer.cache_clear()

@@ -17,7 +17,7 @@ from tuneforge.data.splits import load_splits, split_record
 from tuneforge.errors import UserError
 from tuneforge.evaluate.stream import evaluate_classifier
 from tuneforge.model.build import load_classifier, load_tokenizer
-from tuneforge.model.choose import choose_encoder, is_auto
+from tuneforge.model.choose import choose_encoder, is_auto, release_tokenizers
 from tuneforge.model.loss import balanced_class_weights
 from tuneforge.model.manifest import RunSummary
 from tuneforge.model.vocab import extend_vocabulary
@@ -107,6 +107,7 @@ def _choose_model(cfg: FinetuneConfig, splits, session: Session) -> FinetuneConf
     train = splits["train"]
     choice = choose_encoder(train.texts, cfg.model.unk_threshold,
                             source=f"the text column '{cfg.data.text_column}' of {train.source}")
+    release_tokenizers()
     cfg = cfg.model_copy(deep=True)
     cfg.model.name, cfg.model.auto_reason = choice.name, choice.reason
     session.say(f"model: {choice.name} (auto: {choice.reason})")

@@ -12,7 +12,7 @@ import numpy as np
 
 from tuneforge.data.sources import read_texts
 from tuneforge.errors import UserError
-from tuneforge.model.choose import choose_encoder, is_auto
+from tuneforge.model.choose import choose_encoder, is_auto, release_tokenizers
 from tuneforge.serve.load import load
 
 
@@ -46,6 +46,7 @@ def embed_file(model_path: str | None, input_path: str, output: str, pooling: st
     texts = read_texts(input_path, text_column, normalize=False)
     if is_auto(model_path):
         choice = choose_encoder(texts, source=f"the texts of {input_path}")
+        release_tokenizers()
         say(f"model: {choice.name} (auto: {choice.reason}; pass --model to pick another)")
         model_path = choice.name
     predictor = load(model_path, batch_size=batch_size, precision=precision)
