@@ -29,7 +29,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "241f3fed97f67590242db02b0d1b7494e9996ad0",  # issue 18: generation, chat serving, SFT
                           "2f0655ca437ff1d8bd8818200ad312db1a4c52a6",  # issue 18: SFT quality (sft_quality.py)
                           "783c132475f53752867558198341d7197761a78e",  # issue 18: SFT quality, default path
-                          "232e85b0f7e3f956882a943e64ae1089c4fb0774"}  # issue 18: GPT mini 30-minute run
+                          "232e85b0f7e3f956882a943e64ae1089c4fb0774",  # issue 18: GPT mini 30-minute run
+                          "c73be9e4854ec0fc0052f223f4994729dbc1887f"}  # issue 20: cross-lingual retrieval
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
@@ -226,6 +227,8 @@ def _ratio_rows() -> list[str]:
               "serve_chat.json": "Chat serving, SmolLM2-135M, 16 streaming clients x 60 s: continuous batching on vs "
                                  "one generation at a time",
               "bench_sft.json": "SFT (LoRA r8, packed, SmolLM2-135M, SST-2 prompts) tokens/s vs TRL `SFTTrainer`",
+              "crosslingual_retrieval.json": "Cross-lingual retrieval, 120 hand-written EN↔ZH pairs: `tuneforge "
+                                             "embed` top-1",
               "sft_quality_sst2_2000_lora.json": "SFT quality, LoRA with the default 2 epochs: SmolLM2-135M on 2,000 "
                                                  "SST-2 prompts, exact match on all 872 dev",
               "pretrain_gpt_mini.json": "GPT `mini` preset from scratch, 30 CPU-minutes on the shared corpus: held-out "
@@ -241,6 +244,10 @@ def _ratio_rows() -> list[str]:
             cell = _infer_cell(r)
         elif r.get("benchmark") == "pretrain_gpt_mini":
             cell = _gpt_mini_cell(r)
+        elif "e5_minus_minilm_top1_points" in r:
+            cell = ", ".join(f"{name} EN→ZH **{v['en_to_zh']['top1']:.3f}**, ZH→EN **{v['zh_to_en']['top1']:.3f}**"
+                             for name, v in r["systems"].items() if name in ("multilingual-e5-small", "minilm-l6"))
+            cell += f" (chance {r['chance_top1']:.3f})"
         else:
             cell = _generic_cell(r)
         rows.append(f"| {title} | {cell} | `{name}`{_mark(r)} |")
