@@ -265,7 +265,12 @@ def render() -> str:
         if mark == MARKS[0]:  # every dirty-tree file, also those (probes) that have no row in the table
             files |= {p.name for p in RESULTS.glob("*.json") if result_git(json.loads(p.read_text()))[1]}
         files = sorted(files)
-        if files:
+        if files and mark == MARKS[0]:  # one line per file: none of these is evidence
+            lines += ["", "**Measured on a dirty tree — not evidence, not cited above.** Kept in `benchmarks/results/` "
+                          "as history (`\"git_dirty\": true` in each file); rerun them on a clean commit before "
+                          "quoting any of them:", ""]
+            lines += [f"- `{f}` — measured on a dirty tree" for f in files]
+        elif files:
             lines += ["", f"Not cited, {why} (not rerun on the code above; kept in `benchmarks/results/` as "
                           f"history): {', '.join(f'`{f}`' for f in files)}."]
     return "\n".join(lines + [END])
