@@ -194,6 +194,32 @@ def _gpt_mini_cell(r: dict) -> str:
             f"({r['tokens_per_s']:,.0f} tokens/s{mfu}; {len(r.get('curve') or [])} points on the curve)")
 
 
+def _waimai_cell(r: dict) -> str:
+    """Test accuracy / macro-F1 per system, and issue 20's goal against TF-IDF."""
+    names = {"auto": "defaults (auto model)", "tfidf": "TF-IDF char n-grams", "minilm_vocab": "minilm-l6 + vocabulary",
+             "trainer_e5": "stock Trainer on e5", "auto_pooler_identity": "auto, identity pooler"}
+    parts = [f"{names.get(k, k)} {'**' if k == 'auto' else ''}{v['accuracy']:.4f} / {v['macro_f1']:.4f}"
+             f"{'**' if k == 'auto' else ''}" for k, v in r["systems"].items()]
+    cell = "test acc / macro-F1: " + ", ".join(parts)
+    if g := r.get("goal"):
+        pts = g["points_over_tfidf"]
+        cell += (f" · auto over TF-IDF {pts['accuracy']:+.1f} / {pts['macro_f1']:+.1f} points (goal +3): "
+                 + ("met" if g["met"] else "**missed**"))
+    return cell
+
+
+def _multi30k_cell(r: dict) -> str:
+    """Test BLEU (with its interval) after the training budget, against the goal."""
+    t = r["metrics"].get("test", {})
+    ci = t.get("bleu_ci")
+    ci = f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
+    cell = (f"test BLEU **{t.get('bleu', float('nan')):.1f}**{ci}, chrF {t.get('chrf', float('nan')):.1f} after "
+            f"{r['train_seconds'] / 60:.0f} training min ({r['steps']:,} steps, {r['tokens_per_s']:,.0f} tokens/s)")
+    if r.get("direction") == "en-de" and r.get("default_path"):
+        cell += " · goal BLEU ≥ 35 in 60 min: " + ("met" if r["goal"]["met"] else "**missed**")
+    return cell
+
+
 def _ratio_rows() -> list[str]:
     """One row per side-by-side benchmark: its ratios (> 1 = TuneForge better) and which targets hold."""
     rows = []
@@ -235,6 +261,15 @@ def _ratio_rows() -> list[str]:
                                         "perplexity",
               "sft_quality_sst2_2000_lora_1ep.json": "SFT quality, variant (LoRA, 1 epoch; the default is 2 epochs): "
                                                      "SmolLM2-135M on 2,000 SST-2 prompts, exact match on all 872 dev"}
+    titles.update({"waimai_sidebyside_0.json": "waimai_10k (Chinese reviews, 9,589 train / 1,199 test rows, seeded "
+                                               "80/10/10): TuneForge defaults vs baselines, one run",
+                   "multi30k_en-de.json": "Multi30k en→de from scratch, TuneForge defaults, 60-minute training "
+                                          "budget, beam 4, sacreBLEU test_2016_flickr",
+                   "multi30k_de-en.json": "Multi30k de→en, the same command",
+                   "bench_seq2seq_train.json": "Translation training tokens/s vs HF `Seq2SeqTrainer` (same model, "
+                                               "data, token budget, steps)",
+                   "bench_translate.json": "Translation decoding, beam 4: sentences/s vs `model.generate` and "
+                                           "CTranslate2"})
     for name, title in titles.items():
         if not (r := _load(name)):
             continue
@@ -244,6 +279,10 @@ def _ratio_rows() -> list[str]:
             cell = _infer_cell(r)
         elif r.get("benchmark") == "pretrain_gpt_mini":
             cell = _gpt_mini_cell(r)
+        elif name.startswith("waimai_sidebyside"):
+            cell = _waimai_cell(r)
+        elif r.get("benchmark") == "multi30k":
+            cell = _multi30k_cell(r)
         elif "e5_minus_minilm_top1_points" in r:
             cell = ", ".join(f"{name} EN→ZH **{v['en_to_zh']['top1']:.3f}**, ZH→EN **{v['zh_to_en']['top1']:.3f}**"
                              for name, v in r["systems"].items() if name in ("multilingual-e5-small", "minilm-l6"))

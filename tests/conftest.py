@@ -57,6 +57,20 @@ def fp_tolerance(dtype, reduction: int, factor: float = 4.0) -> float:
     return factor * reduction * eps
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each test starts without Accelerate's process-wide state, as a fresh `tuneforge` process does: a test that
+    built an fp32 accelerator must not make the next one (bf16 by default on a CPU with native bf16) fail."""
+    yield
+    import sys
+
+    if "accelerate.state" in sys.modules:
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory) -> Path:
     """Tokenized-corpus caches go to a temp folder (CLI runs in process and in subprocesses see the variable),

@@ -11,7 +11,9 @@ def load(path: str, **kwargs):
     """A Predictor for a model folder (runs/x/final, any HF folder, an alias, or a `tuneforge export` folder, served
     with onnxruntime): .predict(texts), .embed(texts). For a causal LM (GPT-2, Llama, Qwen, smollm2-135m, an SFT or
     `pretrain --objective clm` run, a LoRA adapter) a TextGenerator: .generate(prompt, **settings),
-    .stream(prompt, **settings) (an iterator of text pieces), .chat(messages, **settings)."""
+    .stream(prompt, **settings) (an iterator of text pieces), .chat(messages, **settings). For an encoder-decoder
+    (a translation/seq2seq run's final/, or a local T5/BART/Marian/mT5 folder) a Translator:
+    .translate(texts, beams=4, length_penalty=1.0, max_new_tokens=None, no_repeat_ngram=0)."""
     from tuneforge.serve.load import load as run
 
     return run(path, **kwargs)

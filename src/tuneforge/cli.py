@@ -53,7 +53,7 @@ def finetune(
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in the run folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run folder first."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
-    task: Optional[str] = typer.Option(None, "--task", help="classification (default) | sft: instruction-tune a causal LM (default model smollm2-135m) on prompt/response or messages data."),
+    task: Optional[str] = typer.Option(None, "--task", help="classification (default) | sft: instruction-tune a causal LM (default model smollm2-135m) on prompt/response or messages data | translation: an encoder-decoder on parallel text (from scratch with --preset, or a T5/BART/Marian folder), scored with sacreBLEU | seq2seq: the same for other text-to-text pairs (summaries...)."),
     lora: Optional[bool] = typer.Option(None, "--lora/--no-lora", help="sft: train LoRA adapters instead of every weight."),
     lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="sft: LoRA rank (default 8)."),
     lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha", help="sft: LoRA alpha (default 16; updates scale by alpha/rank)."),
@@ -63,26 +63,40 @@ def finetune(
     prompt_column: Optional[str] = typer.Option(None, "--prompt-column", help="sft: column with the prompt (default prompt)."),
     response_column: Optional[str] = typer.Option(None, "--response-column", help="sft: column with the reference answer (default response)."),
     messages_column: Optional[str] = typer.Option(None, "--messages-column", help="sft: column with a chat, a list of {role, content} (default messages)."),
+    source_file: Optional[str] = typer.Option(None, "--source-file", help="translation: training source sentences, one per line, line-aligned with --target-file (instead of --train)."),
+    target_file: Optional[str] = typer.Option(None, "--target-file", help="translation: training target sentences, one per line, line-aligned with --source-file."),
+    source_column: Optional[str] = typer.Option(None, "--source-column", help="translation: column with the source text in a table/JSONL --train (default source)."),
+    target_column: Optional[str] = typer.Option(None, "--target-column", help="translation: column with the target text (default target)."),
+    source_lang: Optional[str] = typer.Option(None, "--source-lang", help="translation: source language code (e.g. en); with --target-lang, --train/--validation/--test may name a prefix: PREFIX.en + PREFIX.de."),
+    target_lang: Optional[str] = typer.Option(None, "--target-lang", help="translation: target language code (e.g. de)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="translation: train an encoder-decoder from scratch: tiny | mini | small | base (default: chosen from the data size when --model is left out)."),
+    beams: Optional[int] = typer.Option(None, "--beams", help="translation: beam size of the final translations of validation and test (default 4; 1 = greedy)."),
 ) -> None:
-    """Fine-tune a classifier (binary, multi-class or multi-label), or instruction-tune a causal LM (--task sft, full
-    or --lora), and evaluate it on validation and test."""
+    """Fine-tune a classifier (binary, multi-class or multi-label), instruction-tune a causal LM (--task sft, full
+    or --lora), or train a translator (--task translation), and evaluate it on validation and test."""
     from tuneforge.config import FinetuneConfig, load_config
     from tuneforge.recipes.finetune import finetune as run
 
     if resume and config is None and output and (Path(output) / "config.yaml").is_file():
         config = Path(output) / "config.yaml"  # resume with the run's own resolved config
     targets = [t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets is not None else None
-    base = {"output": output, "task": task, "model": {"name": model},
+    base = {"output": output, "task": task, "model": {"name": model, "preset": preset},
             "data": {"train": train, "validation": validation, "test": test, "text_column": text_column,
                      "label_column": label_column, "label_separator": label_separator, "prompt_column": prompt_column,
-                     "response_column": response_column, "messages_column": messages_column},
-            "train": {"class_weights": class_weights},
+                     "response_column": response_column, "messages_column": messages_column,
+                     "source_file": source_file, "target_file": target_file, "source_column": source_column,
+                     "target_column": target_column, "source_lang": source_lang, "target_lang": target_lang},
+            "train": {"class_weights": class_weights}, "eval": {"beams": beams},
             "lora": {"enabled": lora, "rank": lora_rank, "alpha": lora_alpha, "dropout": lora_dropout,
                      "target_modules": targets, "merge": merge_lora}}
     cfg = load_config(config, FinetuneConfig, overrides, base)
     summary = run(cfg, resume=resume, overwrite=overwrite)
     if summary.report and summary.task == "sft":
         _print_sft(summary)
+    elif summary.report and summary.task in ("translation", "seq2seq"):
+        from tuneforge.cli_generate import print_translation_summary
+
+        print_translation_summary(summary)
     elif summary.report:  # the main process
         _print_metrics("TuneForge fine-tune", summary.metrics)
         typer.echo(f"model:  {summary.final}\nreport: {summary.report}")
@@ -239,9 +253,9 @@ app.add_typer(tokenizer_app, name="tokenizer")
 def tokenizer_train(
     input: list[str] = typer.Option(..., "--input", help="Corpus files (.txt one text per line, JSONL/CSV/Parquet, datasets folder); globs allowed."),
     output: str = typer.Option(..., "--output", "-o", help="Tokenizer folder (loads with AutoTokenizer.from_pretrained)."),
-    kind: str = typer.Option("wordpiece", "--type", help="wordpiece (BERT) | bpe (byte-level, RoBERTa) | unigram (SentencePiece, ALBERT) | gpt (byte-level, <|endoftext|>, for causal LMs)."),
+    kind: str = typer.Option("wordpiece", "--type", help="wordpiece (BERT) | bpe (byte-level, RoBERTa) | unigram (SentencePiece, ALBERT) | gpt (byte-level, <|endoftext|>, for causal LMs) | seq2seq (cased unigram, <pad> </s> <unk> <s>, one joint vocabulary for both languages of a translation model)."),
     vocab_size: int = typer.Option(8000, "--vocab-size", help="Vocabulary size."),
-    lowercase: bool = typer.Option(True, "--lowercase/--no-lowercase", help="Lowercase in the normaliser."),
+    lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lowercase in the normaliser (default: on, except for --type seq2seq, which keeps case)."),
     strip_accents: Optional[bool] = typer.Option(None, "--strip-accents/--no-strip-accents", help="Strip accents (default: same as --lowercase)."),
     min_frequency: int = typer.Option(2, "--min-frequency", help="Minimum count for a merge or piece."),
     text_column: str = typer.Option("text", "--text-column", help="Column with the text in table sources."),
@@ -251,8 +265,10 @@ def tokenizer_train(
     from tuneforge.config.schema import CorpusConfig, TokenizerConfig
     from tuneforge.recipes.tokenizer import train_tokenizer_folder
 
-    tok = validate({"type": kind, "vocab_size": vocab_size, "lowercase": lowercase, "strip_accents": strip_accents,
-                    "min_frequency": min_frequency}, TokenizerConfig, "tokenizer train")
+    given = {"type": kind, "vocab_size": vocab_size, "lowercase": lowercase, "strip_accents": strip_accents,
+             "min_frequency": min_frequency}
+    tok = validate({k: v for k, v in given.items() if v is not None or k == "strip_accents"}, TokenizerConfig,
+                   "tokenizer train")
     data = validate({"corpus": input, "text_column": text_column}, CorpusConfig, "tokenizer train")
     result = train_tokenizer_folder(data, tok, Path(output))
     typer.echo(f"wrote a {kind} tokenizer with {result['vocab_size']:,} tokens to {output} "
@@ -313,7 +329,7 @@ def quickstart(
 
 @app.command()
 def serve(
-    model: str = typer.Option(..., "--model", help="Model folder: a fine-tuned runs/x/final, a `tuneforge export` folder (served with onnxruntime), an encoder folder or alias (embeddings only), or a causal LM folder or alias such as smollm2-135m (OpenAI-compatible chat and completions)."),
+    model: str = typer.Option(..., "--model", help="Model folder: a fine-tuned runs/x/final, a `tuneforge export` folder (served with onnxruntime), an encoder folder or alias (embeddings only), a causal LM folder or alias such as smollm2-135m (OpenAI-compatible chat and completions), or an encoder-decoder folder such as a translation run's final/ (/v1/translate)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on. 0.0.0.0 exposes the server to the network: set --api-key then."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TUNEFORGE_API_KEY", show_envvar=True, help="Require 'Authorization: Bearer KEY' on /v1/* and /metrics (/, /health, /ready, /docs stay open)."),
@@ -321,23 +337,25 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Dynamic batching: how long to wait for more requests after the first (0: merge only what is already queued)."),
     no_batching: bool = typer.Option(False, "--no-batching", help="One model call per request; for a causal LM one generation at a time (for comparison)."),
     max_sequences: int = typer.Option(16, "--max-sequences", help="Causal LMs: most generations decoding together (continuous batching); more wait for a free slot."),
-    max_tokens: int = typer.Option(1024, "--max-tokens", help="Causal LMs: most tokens a request may ask for (max_tokens above → 400); also the default when it asks for none."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", help="Causal LMs: most tokens a request may ask for (max_tokens above → 400); also the default when it asks for none. Encoder-decoders: the largest max_new_tokens of a /v1/translate request."),
     max_prompt_chars: int = typer.Option(32000, "--max-prompt-chars", help="Causal LMs: most characters of prompt (all messages together); more → 413."),
     max_texts: int = typer.Option(64, "--max-texts", help="Most texts per request; more → 413."),
     max_chars: int = typer.Option(2000, "--max-chars", help="Most characters per text; longer → 422."),
+    max_beams: int = typer.Option(8, "--max-beams", help="Encoder-decoders: the largest beam a /v1/translate request may ask for (more → 400)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (default: the usable cores minus one for the HTTP side, 1 to 3)."),
     forward_batch_size: int = typer.Option(8, "--forward-batch-size", help="Texts per forward pass: a merged batch is sorted by length and run in sub-batches of this size (less padding)."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | int8 for a PyTorch model folder (bf16: ~1.6× faster on CPUs with native bf16; int8: dynamically quantized linears, CPU)."),
     spinning: Optional[str] = typer.Option(None, "--spinning", help="ONNX export only: when idle ONNX Runtime threads spin instead of sleeping. call (default): during a forward pass, then they sleep; always: between requests too (measured no faster than call; slows everything else on the cores); off: never. Any case."),
 ) -> None:
-    """Serve a model over HTTP: /v1/predict, /v1/embed (or, for a causal LM, OpenAI-compatible /v1/chat/completions, /v1/completions, /v1/models), /v1/model, /health, /ready, /metrics, /docs and a web page at /."""
+    """Serve a model over HTTP: /v1/predict, /v1/embed (or, for a causal LM, OpenAI-compatible /v1/chat/completions, /v1/completions, /v1/models; for an encoder-decoder, /v1/translate), /v1/model, /health, /ready, /metrics, /docs and a web page at /."""
     from tuneforge.recipes.serve import serve as run
     from tuneforge.serve.app import ServeSettings
 
     settings = ServeSettings(api_key=api_key or None, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                              batching=not no_batching, max_texts=max_texts, max_chars=max_chars,
-                             max_sequences=max_sequences, max_tokens=max_tokens, max_prompt_chars=max_prompt_chars)
+                             max_sequences=max_sequences, max_tokens=max_tokens, max_prompt_chars=max_prompt_chars,
+                             max_beams=max_beams)
     run(model, host, port, settings, threads, log_level, forward_batch_size, precision, spinning)
 
 

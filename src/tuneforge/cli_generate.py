@@ -1,5 +1,6 @@
-"""The `generate` command: text from a causal LM, streamed to the terminal, for a file of prompts, or as a chat.
-Registered on the main app by cli.py."""
+"""The text-out commands, registered on the main app by cli.py: `generate` (text from a causal LM, streamed to the
+terminal, for a file of prompts, or as a chat) and `translate` (a file of sentences through an encoder-decoder);
+also how `finetune` prints a translation run's scores."""
 from __future__ import annotations
 
 from typing import Optional
@@ -75,6 +76,54 @@ def _run_file(recipe, generator, input: str, output: str, settings, raw: bool) -
                f"{summary['tokens_per_s']} tokens/s) to {summary['output']}")
 
 
+def translate(
+    model: str = typer.Option(..., "--model", help="Encoder-decoder folder: a `tuneforge finetune --task translation` (or seq2seq) run's final/, or a local T5, mT5, BART, MBart or Marian folder."),
+    input: str = typer.Option(..., "--input", help="Source text, UTF-8, one sentence per line."),
+    output: str = typer.Option(..., "--output", "-o", help="Translations, one per line: the same number of lines as --input (an empty line stays empty); written atomically."),
+    beams: int = typer.Option(4, "--beams", help="Beam size; 1 is greedy decoding (fastest)."),
+    length_penalty: float = typer.Option(1.0, "--length-penalty", help="Beam search: a hypothesis scores its log-probability / length ** this; > 1 favours longer outputs."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Most target tokens per sentence. Default: about 1.5 × the source length + 10, at most the model's positions."),
+    no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", help="Forbid repeating any n-gram of this size in an output (0 = off; 3 curbs loops)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sentences decoded together (sorted by length first, so a batch pads little)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch intra-op threads (default: torch's)."),
+) -> None:
+    """Translate a text file, one sentence per line, with an encoder-decoder (beam search or greedy)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tuneforge.recipes import translate as recipe
+
+    recipe.check_options(beams, max_length, no_repeat_ngram, batch_size, threads)
+    lines = recipe.read_lines(input)  # a missing or broken file fails before the model loads
+    translator = recipe.open_translator(model, threads, batch_size)
+    with Progress(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("translate", total=len(lines))
+        summary = recipe.translate_file(translator, input, output, beams, length_penalty, max_length, no_repeat_ngram,
+                                        lambda done, total: bar.update(task, completed=done, total=total),
+                                        lines=lines)
+    empty = f", {summary['empty']:,} empty kept empty" if summary["empty"] else ""
+    speed = f", {summary['sentences_per_s']:,} sentences/s" if summary["sentences_per_s"] else ""
+    typer.echo(f"wrote {summary['lines']:,} lines to {summary['output']} ({summary['translated']:,} translated with "
+               f"beam {beams}{empty}{speed})")
+
+
+def print_translation_summary(summary) -> None:
+    """`finetune --task translation|seq2seq`: BLEU and chrF per split, then the run facts."""
+    parts = []
+    for split, m in summary.metrics.items():
+        if m.get("bleu") is not None:
+            chrf = f" (chrF {m['chrf']:.2f})" if m.get("chrf") is not None else ""
+            parts.append(f"{split}: BLEU {m['bleu']:.2f}{chrf}")
+        elif m.get("loss") is not None:
+            parts.append(f"{split}: loss {m['loss']:.4f}")
+    if parts:
+        typer.echo(" · ".join(parts))
+    typer.echo(f"{summary.steps} steps, {summary.tokens:,} tokens, {summary.tokens_per_s:,.0f} tokens/s · stopped by "
+               f"{summary.stop_reason}\nmodel:  {summary.final}\nreport: {summary.report}")
+
+
 def register(app: typer.Typer) -> None:
-    """Attach `generate` to the main `tuneforge` app."""
+    """Attach `generate` and `translate` to the main `tuneforge` app."""
     app.command("generate")(generate)
+    app.command("translate")(translate)

@@ -211,7 +211,9 @@ def training_losses(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def validation_records(run_dir: Path) -> list[dict]:
-    return [r for r in read_jsonl(Path(run_dir) / "metrics.jsonl") if r.get("split") == "validation"]
+    """The evaluation records, without their training-clock reading (a resumed run's clock differs)."""
+    return [{k: v for k, v in r.items() if k != "train_seconds"}
+            for r in read_jsonl(Path(run_dir) / "metrics.jsonl") if r.get("split") == "validation"]
 
 
 def load_weights(folder: Path) -> dict:

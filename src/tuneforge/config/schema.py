@@ -36,6 +36,18 @@ class DataConfig(_Strict):
     response_column: str = Field("response", description="SFT: column holding the reference response; the loss is on its tokens only.")
     messages_column: str = Field("messages", description="SFT: column holding a chat as a list of {role, content} (roles system, user, assistant; JSON text in CSV); the loss is on every assistant turn.")
     packing: bool = Field(True, description="SFT: pack several examples into each row of `max_length` tokens (each attends only to itself, positions restart), instead of one padded example per row.")
+    # --- tasks translation and seq2seq (parallel text); other tasks ignore these
+    source_column: str = Field("source", description="translation/seq2seq: column holding the source text in a table or JSONL file.")
+    target_column: str = Field("target", description="translation/seq2seq: column holding the target text (the reference).")
+    source_lang: str | None = Field(None, description="translation: source language code (e.g. en). With `target_lang`, `train`/`validation`/`test` may name a file prefix: PREFIX.en and PREFIX.de, two line-aligned plain-text files.")
+    target_lang: str | None = Field(None, description="translation: target language code (e.g. de).")
+    source_file: str | None = Field(None, description="translation/seq2seq: training source sentences, one per line, line-aligned with `target_file` (instead of `train`).")
+    target_file: str | None = Field(None, description="translation/seq2seq: training target sentences, one per line, line-aligned with `source_file`.")
+    validation_source_file: str | None = Field(None, description="translation/seq2seq: validation source file, line-aligned with `validation_target_file`.")
+    validation_target_file: str | None = Field(None, description="translation/seq2seq: validation target file.")
+    test_source_file: str | None = Field(None, description="translation/seq2seq: test source file, line-aligned with `test_target_file`.")
+    test_target_file: str | None = Field(None, description="translation/seq2seq: test target file.")
+    max_target_length: int | None = Field(None, ge=4, le=8192, description="translation/seq2seq: most target tokens per pair. Auto: `max_length`. Training pairs longer on either side are left out and counted; validation and test pairs are kept (the source is cut, the reference stays whole).")
 
 
 class ModelConfig(_Strict):
@@ -45,6 +57,9 @@ class ModelConfig(_Strict):
         "auto", description="Add the characters/words the tokenizer maps to [UNK] as new tokens. auto: when the [UNK] rate exceeds `unk_threshold`.")
     unk_threshold: float = Field(0.02, ge=0, le=1, description="[UNK] token rate above which the coverage warning (and auto vocab extension) fires.")
     max_new_tokens: int = Field(8000, ge=0, description="Upper bound on tokens added by vocabulary extension.")
+    preset: Literal["tiny", "mini", "small", "base"] | None = Field(None, description="translation/seq2seq: train an encoder-decoder from scratch with this size preset (pre-norm transformer, shared embeddings; `tuneforge inspect seq2seq:PRESET`). Auto (model.name auto): chosen from the number of training pairs.")
+    tokenizer: str | None = Field(None, description="translation/seq2seq from scratch: a tokenizer folder (`tuneforge tokenizer train --type seq2seq`). Default: one joint unigram tokenizer trained on the training source and target text.")
+    vocab_size: int | None = Field(None, ge=100, le=1_000_000, description="translation/seq2seq from scratch: size of the joint tokenizer trained for the run. Auto: by data size.")
 
 
 class TrainBase(_Strict):
@@ -63,6 +78,9 @@ class TrainBase(_Strict):
 
 
 class TrainConfig(TrainBase):
+    batch_tokens: int | None = Field(None, gt=0, description="translation/seq2seq: tokens per batch (source + target, padding included), instead of a number of rows: pairs of similar length are batched together. Auto: by model size.")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="translation/seq2seq: label smoothing of the token loss (training only; the held-out loss is plain cross-entropy).")
+    average_checkpoints: int = Field(5, ge=0, description="translation/seq2seq: at the end, average the weights of the last K evaluation checkpoints and keep the average when it scores at least as well on validation as the best single checkpoint (0 or 1 = off).")
     class_weights: Literal["none", "balanced"] | list[float] = Field(
         "none", description="Loss weights per class: none, balanced (inverse frequency) or an explicit list in label order.")
     early_stopping_patience: int | None = Field(None, ge=0, description="Stop after this many evaluations without improvement (0 = off). Auto: 3.")
@@ -70,14 +88,18 @@ class TrainConfig(TrainBase):
 
 class EvalConfig(_Strict):
     every_steps: int | None = Field(None, gt=0, description="Evaluate (and checkpoint) every N steps. Auto: every epoch, or ~4 times an epoch on large data.")
-    metric: Literal["auto", "accuracy", "macro_f1", "micro_f1", "loss"] = Field(
-        "auto", description="Metric for best-checkpoint selection and early stopping. Auto: accuracy (single-label), micro_f1 (multi-label), loss (sft: held-out loss on the response tokens).")
+    metric: Literal["auto", "accuracy", "macro_f1", "micro_f1", "loss", "bleu"] = Field(
+        "auto", description="Metric for best-checkpoint selection and early stopping. Auto: accuracy (single-label), micro_f1 (multi-label), loss (sft: held-out loss on the response tokens; seq2seq), bleu (translation: sacreBLEU of greedy translations of `bleu_samples` validation sentences).")
     batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction.")
     calibrate: bool = Field(True, description="Fit a softmax temperature on validation (single-label), store it in the model and use it at predict time; the report shows calibration before and after.")
     baseline: bool = Field(True, description="Train a TF-IDF + logistic regression baseline on the same split and show it beside the transformer in the report.")
     bootstrap_samples: int = Field(1000, ge=0, description="Bootstrap resamples for the 95% confidence intervals in the report (0 = off).")
     generate_samples: int = Field(50, ge=0, description="SFT: how many prompts of the report split get a generated answer (greedy) for exact match, label accuracy, ROUGE-L and the side-by-side table (0 = none).")
     max_new_tokens: int | None = Field(None, gt=0, description="SFT: most tokens generated per prompt. Auto: the longest training response in tokens plus 8 (at most 256).")
+    beams: int = Field(4, ge=1, le=64, description="translation/seq2seq: beam size of the final translations of validation and test (1 = greedy).")
+    length_penalty: float = Field(1.0, description="translation/seq2seq: beam score = log-probability / length ** length_penalty.")
+    no_repeat_ngram: int = Field(0, ge=0, description="translation/seq2seq: forbid repeating any n-gram of this size in an output (0 = off).")
+    bleu_samples: int = Field(500, ge=0, description="translation/seq2seq: validation sentences translated greedily at each evaluation for the BLEU curve (and for eval.metric bleu); 0 = held-out loss only.")
     labels: list[str] | None = Field(None, description="SFT: the answer set for label accuracy (e.g. [positive, negative]). Auto: the distinct training responses, when there are at most 20 and each occurs at least twice on average.")
 
 
@@ -113,7 +135,7 @@ class LoraConfig(_Strict):
 
 
 class FinetuneConfig(_Strict):
-    task: Literal["classification", "sft"] = Field("classification", description="Task type: classification (encoder + head) or sft (instruction tuning of a causal LM on prompt/response or messages data).")
+    task: Literal["classification", "sft", "translation", "seq2seq"] = Field("classification", description="Task type: classification (encoder + head), sft (instruction tuning of a causal LM on prompt/response or messages data), translation (an encoder-decoder on parallel text, scored with sacreBLEU), or seq2seq (the same for other text-to-text pairs, e.g. summarisation).")
     output: str = Field("runs/finetune", description="Run folder: config.yaml, metrics.jsonl, checkpoints/, final/, report/.")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -141,7 +163,7 @@ class CorpusConfig(_Strict):
 
 class TokenizerConfig(_Strict):
     path: str | None = Field(None, description="Tokenizer folder to use. Default: the model's own (continued) or one trained on the corpus (from scratch).")
-    type: Literal["wordpiece", "bpe", "unigram", "gpt"] = Field("wordpiece", description="Tokenizer family to train: wordpiece (BERT), bpe (byte-level, RoBERTa), unigram (SentencePiece, ALBERT), gpt (byte-level BPE with one special, <|endoftext|>, as GPT-2). `pretrain --objective clm` trains gpt unless this is set.")
+    type: Literal["wordpiece", "bpe", "unigram", "gpt", "seq2seq"] = Field("wordpiece", description="Tokenizer family to train: wordpiece (BERT), bpe (byte-level, RoBERTa), unigram (SentencePiece, ALBERT), gpt (byte-level BPE with one special, <|endoftext|>, as GPT-2), seq2seq (SentencePiece-style unigram for encoder-decoders, as T5/Marian: cased unless `lowercase` is set, </s> ends every text; <pad> </s> <unk> <s> take ids 0-3). `pretrain --objective clm` trains gpt unless this is set.")
     vocab_size: int = Field(8000, ge=100, le=1_000_000, description="Vocabulary size of a trained tokenizer.")
     lowercase: bool = Field(True, description="Lowercase text in the tokenizer's normaliser. `pretrain --objective clm` keeps case (false) unless this is set: a generative model should write capitals.")
     strip_accents: bool | None = Field(None, description="Strip accents (é → e). Auto: same as `lowercase`, as BERT does.")

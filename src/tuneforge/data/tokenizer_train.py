@@ -1,7 +1,8 @@
 """Train a fast Hugging Face tokenizer (WordPiece, byte-level BPE or Unigram) with the `tokenizers` library.
 
-Each family gets the special tokens and post-processor its models expect (BERT, RoBERTa, ALBERT, GPT), and CJK
-ideographs are split into single characters before the model sees them, as BERT's basic tokenizer does.
+Each family gets the special tokens and post-processor its models expect (BERT, RoBERTa, ALBERT, GPT; and, for
+encoder-decoders, T5/Marian's `seq2seq`), and CJK ideographs are split into single characters before the model sees
+them, as BERT's basic tokenizer does.
 """
 from __future__ import annotations
 
@@ -28,6 +29,20 @@ FAMILIES = {
              "pad_token": "<|endoftext|>"}),
 }
 BYTE_LEVEL = ("bpe", "gpt")
+# The encoder-decoder family, kept apart from FAMILIES (the pretraining families): SentencePiece-style Unigram, cased,
+# accents kept (a translation is scored cased, and decode() must give the text back), `</s>` appended to every text as
+# T5 and Marian do; <s> exists for models that start the decoder with it. Ids: <pad>=0, </s>=1, <unk>=2, <s>=3.
+SEQ2SEQ_FAMILIES = {
+    "seq2seq": (["<pad>", "</s>", "<unk>", "<s>"],
+                {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "bos_token": "<s>"}),
+}
+ALL_FAMILIES = {**FAMILIES, **SEQ2SEQ_FAMILIES}
+CASED = ("seq2seq",)  # families whose lowercase default is False
+
+
+def default_lowercase(kind: str) -> bool:
+    """What `lowercase=None` means for a family: encoders lowercase (as BERT), seq2seq keeps case."""
+    return kind not in CASED
 
 
 def is_cjk(ch: str) -> bool:
@@ -53,7 +68,7 @@ def _build(kind: str, lowercase: bool, strip_accents: bool):
     """(tokenizer, trainer factory, decoder) for one family, before training."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    specials, roles = FAMILIES[kind]
+    specials, roles = ALL_FAMILIES[kind]
     split_cjk = pre_tokenizers.Split(Regex(CJK_PATTERN), behavior="isolated")
     if kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token=roles["unk_token"], continuing_subword_prefix="##"))
@@ -65,7 +80,7 @@ def _build(kind: str, lowercase: bool, strip_accents: bool):
         tok.pre_tokenizer = pre_tokenizers.Sequence([split_cjk, pre_tokenizers.ByteLevel(add_prefix_space=False)])
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer
-    else:
+    else:  # unigram, seq2seq: SentencePiece-style, so decode() gives ordinary text back exactly
         tok = Tokenizer(models.Unigram())
         tok.pre_tokenizer = pre_tokenizers.Sequence([split_cjk, pre_tokenizers.Metaspace(prepend_scheme="first")])
         tok.decoder = decoders.Metaspace(prepend_scheme="first")
@@ -79,6 +94,10 @@ def _post_processor(kind: str, tok, roles: dict):
 
     if kind == "gpt":  # no tokens added around a text: the data pipeline appends EOS where a text ends
         return processors.ByteLevel(trim_offsets=False)
+    if kind in SEQ2SEQ_FAMILIES:  # T5/Marian: text </s> (a pair: a </s> b </s>)
+        eos = roles["eos_token"]
+        return processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B:1 {eos}:1",
+                                             special_tokens=[(eos, tok.token_to_id(eos))])
     cls, sep = roles["cls_token"], roles["sep_token"]
     ids = {t: tok.token_to_id(t) for t in (cls, sep)}
     if kind == "bpe":
@@ -87,16 +106,19 @@ def _post_processor(kind: str, tok, roles: dict):
                                          special_tokens=[(cls, ids[cls]), (sep, ids[sep])])
 
 
-def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000, lowercase: bool = True,
+def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000, lowercase: bool | None = None,
                     strip_accents: bool | None = None, min_frequency: int = 2, model_max_length: int = 512):
-    """Train on an iterator of texts; returns a `PreTrainedTokenizerFast` ready for `save_pretrained`."""
+    """Train on an iterator of texts; returns a `PreTrainedTokenizerFast` ready for `save_pretrained`.
+
+    `lowercase=None` takes the family's default (`default_lowercase`); `strip_accents=None` follows `lowercase`."""
     from tokenizers import pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    lowercase = default_lowercase(kind) if lowercase is None else lowercase
     strip = lowercase if strip_accents is None else strip_accents
     tok, trainer_cls, specials, roles = _build(kind, lowercase, strip)
     kwargs = {"vocab_size": vocab_size, "special_tokens": specials, "show_progress": False}
-    if kind == "unigram":
+    if kind == "unigram" or kind in SEQ2SEQ_FAMILIES:
         kwargs["unk_token"] = roles["unk_token"]
     else:
         kwargs["min_frequency"] = min_frequency
@@ -104,6 +126,7 @@ def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: i
         kwargs["initial_alphabet"] = pre_tokenizers.ByteLevel.alphabet()
     tok.train_from_iterator(texts, trainer=trainer_cls(**kwargs))
     tok.post_processor = _post_processor(kind, tok, roles)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=model_max_length, **roles)
+    extra = {"clean_up_tokenization_spaces": False} if kind in SEQ2SEQ_FAMILIES else {}  # "a ." stays "a ."
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=model_max_length, **roles, **extra)
     fast.init_kwargs["tuneforge_tokenizer"] = {"type": kind, "lowercase": lowercase, "strip_accents": strip}
     return fast

@@ -17,10 +17,11 @@ EVAL_EPOCH = -1  # collate's epoch for evaluation (data that draws per epoch dra
 @torch.inference_mode()
 def evaluate_clm(model, data, *, batch_size: int = 16, device=None, rank: int = 0, world: int = 1,
                  reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, autocast=None,
-                 label_logits: bool = True) -> dict:
+                 label_logits: bool = True, loss_sum: Callable = lm_loss_sum) -> dict:
     """`data` follows the loop's protocol (`lengths`, `collate(index, epoch)` → input_ids, labels and segment_ids or
     attention_mask); `model` may be the prepared (DDP/FSDP-wrapped) one. Returns loss (mean over target tokens),
-    perplexity (exp of it) and the token count."""
+    perplexity (exp of it) and the token count. `loss_sum(model, batch, label_logits=...)` → (sum, count, logits):
+    the causal LM's next-token loss, or an encoder-decoder's (`model.lm_forward.seq2seq_loss_sum`)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -33,7 +34,7 @@ def evaluate_clm(model, data, *, batch_size: int = 16, device=None, rank: int = 
         batch = {key: v.to(device) for key, v in data.collate(mine[k] if k < len(mine) else batches[0],
                                                                  EVAL_EPOCH).items()}
         with autocast() if autocast else nullcontext():
-            total, count, _ = lm_loss_sum(model, batch, label_logits)
+            total, count, _ = loss_sum(model, batch, label_logits=label_logits)
         if k < len(mine):
             sums += torch.stack([total.double(), count.double()])
     model.train(was_training)

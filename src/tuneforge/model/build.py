@@ -23,15 +23,20 @@ def _export_hint(path: str) -> str:
     return ""
 
 
-def load_tokenizer(name: str):
+def load_tokenizer(name: str, pad_with_eos: bool = False):
+    """The model's tokenizer (alias, local folder or hub id). `pad_with_eos`: a tokenizer without a pad token
+    (GPT-2, some T5 exports) pads with its EOS token, as generative models do."""
     from transformers import AutoTokenizer
 
     quiet_transformers()
     path = resolve_model(name, tokenizer_only=True)
     try:
-        return AutoTokenizer.from_pretrained(path)
-    except OSError as exc:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
         raise UserError(f"model '{name}': cannot load its tokenizer ({str(exc).splitlines()[0]}).") from None
+    if pad_with_eos and tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_classifier(name: str, labels: LabelSpace):

@@ -114,16 +114,6 @@ def load_causal_lm(name: str, dtype=None):
 def load_causal_tokenizer(name: str):
     """The tokenizer of a causal LM; pad = eos when it has no pad token (GPT-2). Padding side is left to the
     caller (generation pads left, training right)."""
-    from transformers import AutoTokenizer
+    from tuneforge.model.build import load_tokenizer
 
-    from tuneforge.model.build import quiet_transformers
-
-    quiet_transformers()
-    path = resolve_model(name, tokenizer_only=True)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"model '{name}': cannot load its tokenizer ({str(exc).splitlines()[0]}).") from None
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return load_tokenizer(name, pad_with_eos=True)

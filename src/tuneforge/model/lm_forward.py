@@ -74,3 +74,33 @@ def lm_loss_sum(model, batch: dict, label_logits: bool = False) -> tuple[torch.T
                            "model does not call its LM head on the hidden states directly. Turn the lever off "
                            "(--set runtime.levers=all,-label_logits).")
     return F.cross_entropy(logits.float(), targets[keep], reduction="sum"), count, logits
+
+
+def _unwrapped(model):
+    while isinstance(getattr(model, "module", None), torch.nn.Module):  # DDP / FSDP keep the model in `.module`
+        model = model.module
+    return model
+
+
+def seq2seq_loss_sum(model, batch: dict, label_smoothing: float = 0.0,
+                     label_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(summed token cross-entropy over the labels that are not -100, their count, logits) for an encoder-decoder
+    batch (`input_ids`, `attention_mask`, `labels`). Teacher forcing: the decoder reads the labels shifted right by
+    the model's own rule (`prepare_decoder_input_ids_from_labels`: T5, BART, MBart and Marian each have theirs).
+    `label_smoothing` for training (the held-out loss uses 0). `label_logits`: the LM head runs only at the label
+    positions, not at the padding of shorter targets (the same lever as the causal LM's)."""
+    labels = batch["labels"]
+    decoder_input_ids = _unwrapped(model).prepare_decoder_input_ids_from_labels(labels=labels)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+              "decoder_input_ids": decoder_input_ids, "use_cache": False}
+    keep = labels != IGNORE
+    count = keep.sum()
+    if label_logits:
+        with head_rows(model, keep):
+            logits = model(**inputs).logits
+        flat, targets = logits.float(), labels[keep]
+    else:
+        logits = model(**inputs).logits
+        flat, targets = logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1)
+    total = F.cross_entropy(flat, targets, ignore_index=IGNORE, reduction="sum", label_smoothing=label_smoothing)
+    return total, count, logits

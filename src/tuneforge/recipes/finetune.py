@@ -29,11 +29,18 @@ from tuneforge.train.session import Session
 
 
 def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> RunSummary:
-    """Run a fine-tune end to end and return its summary (metrics, paths). `task: sft` goes to recipes/sft.py."""
+    """Run a fine-tune end to end and return its summary (metrics, paths). `task: sft` goes to recipes/sft.py,
+    `task: translation` and `seq2seq` to recipes/translation.py."""
     if cfg.task == "sft":
         from tuneforge.recipes.sft import finetune_sft
 
         return finetune_sft(cfg, resume, overwrite)
+    if cfg.task in ("translation", "seq2seq"):
+        if cfg.lora.enabled:
+            raise UserError(f"lora: LoRA adapters are for causal LMs (--task sft); --task {cfg.task} trains every weight.")
+        from tuneforge.recipes.translation import finetune_translation
+
+        return finetune_translation(cfg, resume, overwrite)
     if cfg.lora.enabled:
         raise UserError("lora: LoRA adapters are for causal LMs (--task sft); a classifier trains every weight.")
     session = Session(cfg, resume, overwrite)

@@ -66,7 +66,8 @@ def load_predictor(model: str, threads: int | None = None, batch_size: int = FOR
 
 
 def check_settings(settings: ServeSettings, port: int) -> None:
-    for name in ("max_batch_size", "max_texts", "max_chars", "max_sequences", "max_tokens", "max_prompt_chars"):
+    for name in ("max_batch_size", "max_texts", "max_chars", "max_sequences", "max_tokens", "max_prompt_chars",
+                 "max_beams"):
         if getattr(settings, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(settings, name)}).")
     if settings.max_wait_ms < 0:

@@ -2,7 +2,8 @@
 
 The routes follow the model: a classifier or encoder answers /v1/predict and /v1/embed (dynamic batching); a causal
 LM answers the OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/models (continuous batching,
-`completions.py`); either kind's routes on the other kind are a 400 naming the routes it has.
+`completions.py`); an encoder-decoder answers /v1/translate (dynamic batching, `translator.py`); each kind's routes
+on another kind are a 400 naming the routes it has.
 Open without a key: /, /health, /ready, /docs and /openapi.json (nothing in them is private). With an API key set,
 /v1/* and /metrics need `Authorization: Bearer <key>`, checked before the body is read.
 """
@@ -31,15 +32,18 @@ from tuneforge.serve.generator import as_generator
 from tuneforge.serve.info import describe_model
 from tuneforge.serve.metrics import CONTENT_TYPE, ServeMetrics
 from tuneforge.serve.middleware import BodyLimit, RequestContext, send_json
-from tuneforge.serve.page import PAGE
+from tuneforge.serve.page import PAGE, TRANSLATE_PAGE
+from tuneforge.serve.translator import DecodeOptions, ServedTranslator, as_translator
 
 log = logging.getLogger("tuneforge.serve")
 PROTECTED = ("/v1/", "/metrics")
 OPENAI_PATHS = ("/v1/chat/", "/v1/completions", "/v1/models")  # error bodies there also carry OpenAI's shape
 GENERATION_ROUTES = (("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("GET", "/v1/models"))
 ENCODER_ROUTES = (("POST", "/v1/predict"), ("POST", "/v1/embed"))
+TRANSLATE_ROUTES = (("POST", "/v1/translate"),)
 ERRORS = {code: {"model": schemas.ErrorBody, "description": text} for code, text in (
-    (400, "The model cannot do this (e.g. /v1/predict on an encoder without a classification head)."),
+    (400, "The model cannot do this (e.g. /v1/predict on an encoder without a classification head), or a "
+          "translation option over the server's or the model's limit."),
     (401, "Missing or wrong API key (only when the server has one)."),
     (413, "Too many texts, or the body is too large."),
     (503, "The server is shutting down."))}
@@ -57,9 +61,11 @@ class ServeSettings:
     batching: bool = True  # False: one model call per request (the load test's baseline)
     max_texts: int = 64  # per request
     max_chars: int = 2000  # per text
+    max_beams: int = 8  # encoder-decoders: the largest beam a /v1/translate request may ask for
     # causal LMs
     max_sequences: int = 16  # generations decoding together; more wait for a free slot
-    max_tokens: int = 1024  # the most a request may ask for, and the default when it names none
+    max_tokens: int = 1024  # the most a request may ask for, and the default when it names none (translation: the
+    # most max_new_tokens; its default comes from the source length)
     max_prompt_chars: int = 32000  # characters of prompt (all messages together)
 
     @property
@@ -108,6 +114,8 @@ def _call_model(predictor):
     def run(key: tuple, texts: list[str]) -> list:
         if key[0] == "predict":
             return predictor.predict(texts)
+        if key[0] == "translate":
+            return predictor.translate(texts, key[1])
         return list(np.asarray(predictor.embed(texts, key[1], role=key[2]), dtype=np.float32))
     return run
 
@@ -136,8 +144,11 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
     shutdown."""
     settings = settings or ServeSettings()
     generator = as_generator(predictor)
-    metrics, info = ServeMetrics(), describe_model(generator or predictor, settings.model_path)
+    translator = as_translator(predictor) if generator is None else None
+    metrics, info = ServeMetrics(), describe_model(generator or translator or predictor, settings.model_path)
     info["name"] = settings.model_name or info["name"]
+    if translator is not None:
+        info["translation"] = translator.describe(settings.max_beams, settings.max_tokens)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -145,10 +156,11 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
             app.state.batcher = batcher = start_generation(generator, settings, metrics)
             warm = asyncio.create_task(_warm_up(lambda: warm_up_generation(batcher, generator), metrics))
         else:
-            app.state.batcher = batcher = DynamicBatcher(_call_model(predictor), settings.max_batch_size,
-                                                         settings.max_wait_ms / 1000, settings.batching,
-                                                         metrics.record_batch)
-            key = ("predict",) if predictor.labels is not None else ("embed", "mean", "query")
+            app.state.batcher = batcher = DynamicBatcher(_call_model(translator or predictor),
+                                                         settings.max_batch_size, settings.max_wait_ms / 1000,
+                                                         settings.batching, metrics.record_batch)
+            key = ("translate", DecodeOptions(beams=1, max_new_tokens=4)) if translator is not None else \
+                ("predict",) if predictor.labels is not None else ("embed", "mean", "query")
             warm = asyncio.create_task(_warm_up(lambda: batcher.run(key, ["warm up"]), metrics))
         try:
             yield
@@ -163,15 +175,23 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
     guard = [Depends(HTTPBearer(auto_error=False))] if settings.api_key else []  # documents the scheme in /docs
     if generator is not None:
         add_generation_routes(app, generator, settings, info["name"], guard, ERRORS)
-        _add_refusals(app, ENCODER_ROUTES, "this model generates text (a causal LM): it answers POST "
-                      "/v1/chat/completions, POST /v1/completions, GET /v1/models and GET /v1/model")
+        _add_refusals(app, ENCODER_ROUTES + TRANSLATE_ROUTES, "this model generates text (a causal LM): it answers "
+                      "POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /v1/model")
+    elif translator is not None:
+        _add_translate_route(app, translator, settings, guard, info["name"])
+        _add_refusals(app, ENCODER_ROUTES + GENERATION_ROUTES, f"this model is an encoder-decoder ({translator.task}"
+                      "): it answers POST /v1/translate and GET /v1/model")
     else:
         _add_model_routes(app, predictor, settings, guard)
         kind = "a classifier" if predictor.labels is not None else "an encoder"
         _add_refusals(app, GENERATION_ROUTES, f"this model is {kind}: it answers POST /v1/predict, POST /v1/embed "
                       "and GET /v1/model; chat and completions need a causal LM folder (e.g. --model smollm2-135m)")
+        _add_refusals(app, TRANSLATE_ROUTES, f"this model is {kind}: it answers POST /v1/predict, POST /v1/embed "
+                      "and GET /v1/model; /v1/translate needs an encoder-decoder folder (e.g. a `tuneforge finetune "
+                      "--task translation` run's final/)")
     _add_info_route(app, info, guard)
-    _add_service_routes(app, metrics, guard, CHAT_PAGE if generator is not None else PAGE)
+    page = CHAT_PAGE if generator is not None else TRANSLATE_PAGE if translator is not None else PAGE
+    _add_service_routes(app, metrics, guard, page)
     # add_middleware puts the last one added outermost: request id/metrics/log/500 → auth → body limit → routes.
     app.add_middleware(BodyLimit, max_bytes=settings.max_generation_body_bytes if generator is not None
                        else settings.max_body_bytes)
@@ -196,6 +216,18 @@ def _add_model_routes(app: FastAPI, predictor, settings: ServeSettings, guard: l
         _check_texts(body.texts, settings)
         vectors = await request.app.state.batcher.run(("embed", body.pooling, body.role), body.texts)
         return {"embeddings": [v.tolist() for v in vectors], "dim": int(vectors[0].shape[0]), "pooling": body.pooling}
+
+
+def _add_translate_route(app: FastAPI, translator: ServedTranslator, settings: ServeSettings, guard: list,
+                         name: str) -> None:
+    @app.post("/v1/translate", response_model=schemas.TranslateResponse, responses=ERRORS, dependencies=guard,
+              summary="Translations of a batch of texts (beam search or greedy)")
+    async def translate(body: schemas.TranslateRequest, request: Request):
+        _check_texts(body.texts, settings)
+        options = translator.options(body.beams, body.max_new_tokens, body.length_penalty, body.no_repeat_ngram,
+                                     settings.max_beams, settings.max_tokens)
+        translations = await request.app.state.batcher.run(("translate", options), body.texts)
+        return {"translations": translations, "model": name}
 
 
 def _add_info_route(app: FastAPI, info: dict, guard: list) -> None:

@@ -1,6 +1,6 @@
 """`tuneforge.load`: open a model folder with the backend it needs (PyTorch `Predictor`, `OnnxPredictor` for a
-`tuneforge export` folder, or a `TextGenerator` for a causal LM or a LoRA adapter of one). Here rather than on
-`Predictor`, so the PyTorch predictor knows nothing of ONNX or generation."""
+`tuneforge export` folder, a `TextGenerator` for a causal LM or a LoRA adapter of one, or a `Translator` for an
+encoder-decoder). Here rather than on `Predictor`, so the PyTorch predictor knows nothing of ONNX or generation."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +18,8 @@ PRECISIONS = ("fp32", "bf16", "int8")
 def load(path: str, precision: str = "fp32", **kwargs) -> Predictor:
     """A PyTorch predictor for a model folder (a TuneForge run's final/, any HF model folder, or an alias), or the
     ONNX Runtime one when the folder holds an exported model.onnx, or a `TextGenerator` (`load_text_generator`)
-    when it is a causal LM (GPT-2, GPT-Neo, Llama, Qwen, smollm2-135m, an SFT run) or a LoRA adapter of one.
+    when it is a causal LM (GPT-2, GPT-Neo, Llama, Qwen, smollm2-135m, an SFT run) or a LoRA adapter of one, or a
+    `Translator` (`load_translator`) when it is an encoder-decoder (T5, BART, Marian, a translation run's final/).
 
     precision="bf16" casts the weights once (not autocast, which re-casts them on every call): 1.6× faster
     at batch 1 on CPUs with native bf16 (avx512_bf16/AMX), same SST-2 dev labels, probabilities within 0.03.
@@ -32,9 +33,13 @@ def load(path: str, precision: str = "fp32", **kwargs) -> Predictor:
 
     if precision not in PRECISIONS:
         raise UserError(f"precision '{precision}': use one of {', '.join(PRECISIONS)}.")
-    if _adapter(path) or _causal(resolve_model(path)):
+    if _adapter(path):
         return load_text_generator(path, precision, **kwargs)
     folder = resolve_model(path)
+    if _seq2seq(folder):  # before the causal check: a config without architectures may name both (mbart)
+        return load_translator(folder, precision, **kwargs)
+    if _causal(folder):
+        return load_text_generator(path, precision, **kwargs)
     if (Path(folder) / ONNX_FILE).is_file():
         if precision != "fp32":
             raise UserError(f"{folder}: an ONNX export runs at the precision it was exported with; drop "
@@ -61,6 +66,42 @@ def _causal(folder) -> bool:
     from tuneforge.model.causal import is_causal_lm
 
     return Path(folder).is_dir() and is_causal_lm(folder)
+
+
+def _seq2seq(folder) -> bool:
+    from tuneforge.model.seq2seq import is_seq2seq
+
+    return Path(folder).is_dir() and is_seq2seq(folder)
+
+
+TRANSLATOR_OPTIONS = ("threads", "batch_size", "max_length")
+
+
+def load_translator(path: str, precision: str = "fp32", **kwargs):
+    """A `Translator` (`generate.translate`) for an encoder-decoder folder: `.translate(texts, beams=4,
+    length_penalty=1.0, max_new_tokens=None, no_repeat_ngram=0)`. Keywords: threads (torch's intra-op threads,
+    process-wide), batch_size (sentences decoded together), max_length (source tokens; longer sources are cut);
+    spinning=None is accepted (the server passes it) and anything else refused."""
+    from tuneforge.generate.translate import Translator
+
+    if precision != "fp32":
+        raise UserError(f"precision '{precision}': an encoder-decoder is served in fp32; drop --precision.")
+    if kwargs.pop("spinning", None) not in (None, False):
+        raise UserError(f"{path}: spinning is an ONNX Runtime setting and this is an encoder-decoder; drop "
+                        "spinning (--spinning).")
+    unknown = sorted(set(kwargs) - set(TRANSLATOR_OPTIONS))
+    if unknown:
+        raise UserError(f"{path}: an encoder-decoder takes the options {', '.join(TRANSLATOR_OPTIONS)}, not "
+                        f"{', '.join(unknown)}.")
+    for name in TRANSLATOR_OPTIONS:
+        if kwargs.get(name) is not None and kwargs[name] < 1:
+            raise UserError(f"{name}={kwargs[name]}: must be at least 1.")
+    translator = Translator.load(path, threads=kwargs.get("threads"))
+    if kwargs.get("batch_size"):
+        translator.batch_size = kwargs["batch_size"]
+    if kwargs.get("max_length"):
+        translator.max_source_length = kwargs["max_length"]
+    return translator
 
 
 GENERATOR_OPTIONS = ("threads", "max_batch", "fast")

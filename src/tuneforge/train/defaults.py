@@ -132,3 +132,58 @@ def pretrain_total_steps(cfg: PretrainConfig, n_blocks: int) -> int | None:
     if t.epochs:
         bounds.append(max(1, math.ceil(t.epochs * max(1, n_blocks // t.batch_size))))
     return min(bounds) if bounds else None
+
+
+# --- translation / seq2seq (encoder-decoder) ------------------------------------------------------------------------
+SEQ2SEQ_BATCH_TOKENS = 4096  # source + target tokens per step (padding included): many small steps on a CPU budget
+SEQ2SEQ_EVALS_PER_EPOCH_MAX = 4
+
+
+def seq2seq_vocab_size(n_pairs: int) -> int:
+    """Joint tokenizer size for a from-scratch model: small corpora want few, frequent pieces (Multi30k's 29k pairs:
+    8,000, as the published small-transformer recipes use 8-10k joint BPE); large ones more."""
+    return 8000 if n_pairs < 100_000 else 16000 if n_pairs < 1_000_000 else 32000
+
+
+def seq2seq_preset(n_pairs: int) -> str:
+    """From-scratch size by data size: a small corpus cannot feed a large model in a CPU budget, nor need it."""
+    return "mini" if n_pairs < 100_000 else "small" if n_pairs < 1_000_000 else "base"
+
+
+def resolve_seq2seq_batch(cfg: FinetuneConfig, world_size: int = 1) -> tuple[FinetuneConfig, dict[str, str]]:
+    """`train.batch_tokens` (the loop's batches are built from it, before the step count is known)."""
+    cfg, why = cfg.model_copy(deep=True), {}
+    if cfg.train.batch_tokens is None:
+        cfg.train.batch_tokens = SEQ2SEQ_BATCH_TOKENS * world_size
+        why["train.batch_tokens"] = f"{cfg.train.batch_tokens} source + target tokens per step (padding included)"
+    return cfg, why
+
+
+def resolve_seq2seq_auto(cfg: FinetuneConfig, n_pairs: int, steps_per_epoch: int, hidden_size: int,
+                         from_scratch: bool) -> tuple[FinetuneConfig, dict[str, str]]:
+    """Epochs, learning rate, patience and evaluation spacing of a translation/seq2seq run."""
+    cfg = cfg.model_copy(deep=True)
+    t, e, why = cfg.train, cfg.eval, {}
+    if t.epochs is None:
+        t.epochs = (30.0 if n_pairs < 100_000 else 10.0 if n_pairs < 1_000_000 else 3.0) if from_scratch else 5.0
+        why["train.epochs"] = (f"{t.epochs:g} for {n_pairs:,} pairs ({'from scratch' if from_scratch else 'fine-tuning'}"
+                               "; early stopping, max_steps or budget_minutes may end sooner)")
+    if t.learning_rate is None:
+        # Pre-norm transformers from scratch take large steps (fairseq's IWSLT recipe: 5e-4 at d_model 512);
+        # a trained model moves a little.
+        t.learning_rate = (1e-3 if hidden_size <= 256 else 7e-4 if hidden_size <= 512 else 5e-4) if from_scratch \
+            else 1e-4
+        why["train.learning_rate"] = f"{t.learning_rate:g} ({'from scratch' if from_scratch else 'fine-tuning'}, hidden {hidden_size})"
+    if t.early_stopping_patience is None:
+        t.early_stopping_patience = 5
+        why["train.early_stopping_patience"] = "5 evaluations without improvement"
+    if e.every_steps is None:
+        per_epoch = min(SEQ2SEQ_EVALS_PER_EPOCH_MAX, max(1, math.ceil(steps_per_epoch / LARGE_EPOCH_STEPS)))
+        e.every_steps = max(1, math.ceil(steps_per_epoch / per_epoch))
+        why["eval.every_steps"] = f"{e.every_steps}: {per_epoch} evaluation(s) per epoch of {steps_per_epoch} steps"
+    return cfg, why
+
+
+def seq2seq_total_steps(cfg: FinetuneConfig, steps_per_epoch: int) -> int:
+    steps = math.ceil(cfg.train.epochs * steps_per_epoch)
+    return min(steps, cfg.train.max_steps) if cfg.train.max_steps else steps

@@ -120,8 +120,7 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
     with progress:
         task = progress.add_task("train", total=cfg.total_steps, completed=state.step, info="")
         while state.stop_reason is None:
-            batches = [b for b in data.batches(cfg.batch_size, cfg.seed, state.epoch)
-                       if len(b) == cfg.batch_size or (len(lengths) < cfg.batch_size and len(b) >= min_batch)]
+            batches = [b for b in data.batches(cfg.batch_size, cfg.seed, state.epoch) if _full(b, data, cfg, min_batch)]
             if not batches:
                 raise UserError(f"{len(lengths)} training rows cannot fill one batch across {min_batch} "
                                 "processes × accumulation steps; add rows or use fewer processes.")
@@ -159,6 +158,15 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
     elif state.best_step is not None:
         load_best(accelerator.unwrap_model(model), cfg.run_dir, state.best_step)
     return state
+
+
+def _full(index: np.ndarray, data, cfg: LoopConfig, min_batch: int) -> bool:
+    """Whether a batch is trained on: a whole batch of `batch_size` rows (a short last one is dropped, so every step
+    weighs the same), or any batch that every process × micro-batch gets rows of when the data batches by tokens
+    (`data.token_batches`: rows per batch vary by design) or is smaller than one batch."""
+    if getattr(data, "token_batches", False):
+        return len(index) >= min_batch
+    return len(index) == cfg.batch_size or (len(data.lengths) < cfg.batch_size and len(index) >= min_batch)
 
 
 def _sharded(accelerator) -> bool:
@@ -227,7 +235,8 @@ def _evaluate_and_checkpoint(accelerator, model, evaluate, cfg: LoopConfig, stat
         state.bad_evals += 1
         if cfg.patience and state.bad_evals >= cfg.patience and not state.stop_reason:
             state.stop_reason = "early_stopping"
-    record = {"step": state.step, "split": "validation", **{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}}
+    record = {"step": state.step, "split": "validation", **{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
+              "train_seconds": round(state.train_seconds, 2)}  # for curves against training wall time
     state.history.append(record)
     log.write(record)
     save_checkpoint(accelerator, cfg.run_dir, state.step, asdict(state), cfg.keep_checkpoints)

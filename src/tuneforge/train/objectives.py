@@ -6,7 +6,7 @@ from functools import partial
 import torch
 
 from tuneforge.model.first_token import first_token_only
-from tuneforge.model.lm_forward import lm_loss_sum
+from tuneforge.model.lm_forward import lm_loss_sum, seq2seq_loss_sum
 from tuneforge.model.loss import classification_loss
 
 
@@ -34,7 +34,20 @@ def causal_lm_step(model, batch: dict, label_logits: bool = False):
     return total / count.clamp(min=1), logits
 
 
-OBJECTIVES = {"classification": classification_step, "mlm": mlm_step, "clm": causal_lm_step, "sft": causal_lm_step}
+def seq2seq_step(model, batch: dict, label_smoothing: float = 0.0, label_logits: bool = False):
+    """Encoder-decoder ("translation", "seq2seq"): mean cross-entropy over the labels that are not -100, with label
+    smoothing (0.1 is the usual choice for translation; 0 gives the model's own `labels=` loss). The decoder inputs
+    are the labels shifted by the model family's own rule (`prepare_decoder_input_ids_from_labels`: T5, BART, Marian
+    start from their decoder start token; MBart wraps the last label, EOS, to the front, which is the same start for
+    labels that end in EOS); one forward with the held-out loss (`model.lm_forward.seq2seq_loss_sum`).
+    `label_logits` (the lever): the LM head runs only at the label positions, not the target padding. Returns
+    (loss, logits)."""
+    total, count, logits = seq2seq_loss_sum(model, batch, label_smoothing, label_logits)
+    return total / count.clamp(min=1), logits
+
+
+OBJECTIVES = {"classification": classification_step, "mlm": mlm_step, "clm": causal_lm_step, "sft": causal_lm_step,
+              "translation": seq2seq_step, "seq2seq": seq2seq_step}
 
 
 def make_objective(name: str, **kwargs):

@@ -1,0 +1,87 @@
+"""`Translator`: what `tuneforge.load` returns for an encoder-decoder folder, and what the translation recipe, the
+`translate` command and the server decode with. Texts in, detokenised texts out, in order; the decoding is
+`beam.translate_ids`."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tuneforge.generate.beam import BeamSettings, translate_ids
+
+
+class Translator:
+    """An encoder-decoder and its tokenizer. `batch_size` sentences decode together (sorted by length);
+    sources longer than `max_source_length` tokens (or the model's positions) are cut. `fast` uses the lean
+    MBart/BART/Marian decoder step where the model qualifies. `normalize`: clean each text as training did
+    (Unicode NFKC, whitespace collapsed: `data.sources.clean_text`), so a file translates as the run's report did."""
+
+    def __init__(self, model, tokenizer, manifest=None, batch_size: int = 32, max_source_length: int = 256,
+                 fast: bool = True, normalize: bool = False):
+        self.model, self.tokenizer, self.manifest = model, tokenizer, manifest
+        self.batch_size, self.max_source_length, self.fast = batch_size, max_source_length, fast
+        self.normalize = normalize
+
+    @classmethod
+    def load(cls, folder, threads: int | None = None) -> Translator:
+        """The model folder (a translation run's final/, any encoder-decoder folder, alias or hub id) in eval mode;
+        `threads` sets torch's intra-op threads (process-wide). A TuneForge folder's manifest gives the source
+        length its model was trained with."""
+        import torch
+
+        from tuneforge.model.manifest import MANIFEST, read_manifest
+        from tuneforge.model.resolve import resolve_model
+        from tuneforge.model.seq2seq import load_seq2seq, load_seq2seq_tokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        model, tokenizer = load_seq2seq(folder), load_seq2seq_tokenizer(folder)
+        path = Path(resolve_model(folder))
+        manifest = read_manifest(path) if (path / MANIFEST).is_file() else None
+        max_source = manifest.max_length if manifest is not None else 256
+        normalize = bool(getattr(manifest, "normalize", False)) if manifest is not None else False
+        return cls(model, tokenizer, manifest, max_source_length=max_source, normalize=normalize)
+
+    @property
+    def pad_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        if pad is None:
+            pad = getattr(self.model.config, "pad_token_id", None)
+        return pad if pad is not None else 0
+
+    def source_limit(self) -> int:
+        """Source tokens kept: max_source_length, and no more than the encoder's learned positions."""
+        config = self.model.config
+        positions = None if config.model_type in ("t5", "mt5", "umt5", "longt5") else \
+            getattr(config, "max_position_embeddings", None)
+        return min(self.max_source_length, positions) if positions else self.max_source_length
+
+    def source_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text with the tokenizer's own special tokens (a closing </s>), cut at source_limit."""
+        if not texts:
+            return []
+        if self.normalize:
+            from tuneforge.data.sources import clean_text
+
+            texts = [clean_text(t) for t in texts]
+        return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True, truncation=True,
+                                                    max_length=self.source_limit())["input_ids"]]
+
+    def translate(self, texts: list[str], beams: int = 4, length_penalty: float = 1.0,
+                  max_new_tokens: int | None = None, no_repeat_ngram: int = 0,
+                  progress: Callable[[int], None] | None = None) -> list[str]:
+        """The translation of each text, in order (an empty or whitespace-only text gives "" without decoding).
+        Settings are BeamSettings' (UserError naming the option when out of range); `progress(n)` is called as
+        each batch of n sentences finishes."""
+        settings = BeamSettings(beams=beams, length_penalty=length_penalty, max_new_tokens=max_new_tokens,
+                                no_repeat_ngram=no_repeat_ngram)
+        todo = [i for i, text in enumerate(texts) if text.strip()]
+        out = [""] * len(texts)
+        if progress and len(todo) < len(texts):
+            progress(len(texts) - len(todo))
+        if not todo:
+            return out
+        ids = translate_ids(self.model, self.source_ids([texts[i] for i in todo]), settings, self.pad_id,
+                            batch_size=self.batch_size, fast=self.fast, progress=progress)
+        for i, hyp in zip(todo, ids):
+            out[i] = self.tokenizer.decode(hyp, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return out
