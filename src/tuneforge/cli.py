@@ -253,7 +253,7 @@ app.add_typer(tokenizer_app, name="tokenizer")
 def tokenizer_train(
     input: list[str] = typer.Option(..., "--input", help="Corpus files (.txt one text per line, JSONL/CSV/Parquet, datasets folder); globs allowed."),
     output: str = typer.Option(..., "--output", "-o", help="Tokenizer folder (loads with AutoTokenizer.from_pretrained)."),
-    kind: str = typer.Option("wordpiece", "--type", help="wordpiece (BERT) | bpe (byte-level, RoBERTa) | unigram (SentencePiece, ALBERT) | gpt (byte-level, <|endoftext|>, for causal LMs) | seq2seq (cased unigram, <pad> </s> <unk> <s>, one joint vocabulary for both languages of a translation model)."),
+    kind: str = typer.Option("wordpiece", "--type", help="wordpiece (BERT) | bpe (byte-level, RoBERTa) | unigram (SentencePiece, ALBERT) | gpt (byte-level, <|endoftext|>, for causal LMs) | seq2seq (cased SentencePiece-style BPE, <pad> </s> <unk> <s>, one joint vocabulary for both languages of a translation model)."),
     vocab_size: int = typer.Option(8000, "--vocab-size", help="Vocabulary size."),
     lowercase: Optional[bool] = typer.Option(None, "--lowercase/--no-lowercase", help="Lowercase in the normaliser (default: on, except for --type seq2seq, which keeps case)."),
     strip_accents: Optional[bool] = typer.Option(None, "--strip-accents/--no-strip-accents", help="Strip accents (default: same as --lowercase)."),

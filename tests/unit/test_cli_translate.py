@@ -55,8 +55,7 @@ def test_translate_keeps_every_line_in_place(mbart_dir, tmp_path, monkeypatch, c
     hyps = (tmp_path / "out" / "hyp.txt").read_text(encoding="utf-8").split("\n")
     assert hyps[-1] == "" and len(hyps[:-1]) == len(LINES)  # one line per input line, newline-terminated
     translator = tuneforge.load(str(mbart_dir))
-    # --max-length fixed: the default cap follows the longest source of a batch, so an untrained model (which
-    # never says EOS) would give a different length alone than in a batch of 2
+    # (the default cap is per sentence, so batching would not matter either: tests/unit/generate/test_beam.py)
     want = [translator.translate([line], beams=2, max_new_tokens=8)[0] if line.strip() else "" for line in LINES]
     assert hyps[:-1] == want and all(want[i] for i in (0, 2, 4, 5))
     assert "wrote 6 lines" in out and "4 translated with beam 2" in out and "2 empty kept empty" in out
@@ -139,3 +138,20 @@ def test_finetune_translation_flags_reach_the_config_and_scores_print(monkeypatc
     assert "120 steps" in out and "stopped by budget" in out and "report:" in out
     code, _, err = _main(monkeypatch, capsys, "finetune", "--task", "translation", "--beams", "0")
     assert code == 2 and "beams" in err
+
+
+def test_a_run_folder_translates_its_input_cleaned_as_training_cleaned_it(mbart_dir, tmp_path):
+    """A folder whose tuneforge.json says the run normalised its text (data.normalize) gets each input cleaned the
+    same way (NFKC, whitespace collapsed); a folder without that record reads the text as given."""
+    import json
+    import shutil
+
+    from tuneforge.generate.translate import Translator
+
+    plain = Translator.load(str(mbart_dir))
+    assert not plain.normalize
+    run = shutil.copytree(mbart_dir, tmp_path / "run-final")
+    (run / "tuneforge.json").write_text(json.dumps({"task": "translation", "max_length": 64, "normalize": True}))
+    cleaned = Translator.load(str(run))
+    assert cleaned.normalize
+    assert cleaned.source_ids(["ｔｈｅ   ｄｏｇ"]) == plain.source_ids(["the dog"]) != plain.source_ids(["ｔｈｅ   ｄｏｇ"])

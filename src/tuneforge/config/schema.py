@@ -58,7 +58,7 @@ class ModelConfig(_Strict):
     unk_threshold: float = Field(0.02, ge=0, le=1, description="[UNK] token rate above which the coverage warning (and auto vocab extension) fires.")
     max_new_tokens: int = Field(8000, ge=0, description="Upper bound on tokens added by vocabulary extension.")
     preset: Literal["tiny", "mini", "small", "base"] | None = Field(None, description="translation/seq2seq: train an encoder-decoder from scratch with this size preset (pre-norm transformer, shared embeddings; `tuneforge inspect seq2seq:PRESET`). Auto (model.name auto): chosen from the number of training pairs.")
-    tokenizer: str | None = Field(None, description="translation/seq2seq from scratch: a tokenizer folder (`tuneforge tokenizer train --type seq2seq`). Default: one joint unigram tokenizer trained on the training source and target text.")
+    tokenizer: str | None = Field(None, description="translation/seq2seq from scratch: a tokenizer folder (`tuneforge tokenizer train --type seq2seq`). Default: one joint BPE tokenizer (SentencePiece-style) trained on the training source and target text.")
     vocab_size: int | None = Field(None, ge=100, le=1_000_000, description="translation/seq2seq from scratch: size of the joint tokenizer trained for the run. Auto: by data size.")
 
 
@@ -163,7 +163,7 @@ class CorpusConfig(_Strict):
 
 class TokenizerConfig(_Strict):
     path: str | None = Field(None, description="Tokenizer folder to use. Default: the model's own (continued) or one trained on the corpus (from scratch).")
-    type: Literal["wordpiece", "bpe", "unigram", "gpt", "seq2seq"] = Field("wordpiece", description="Tokenizer family to train: wordpiece (BERT), bpe (byte-level, RoBERTa), unigram (SentencePiece, ALBERT), gpt (byte-level BPE with one special, <|endoftext|>, as GPT-2), seq2seq (SentencePiece-style unigram for encoder-decoders, as T5/Marian: cased unless `lowercase` is set, </s> ends every text; <pad> </s> <unk> <s> take ids 0-3). `pretrain --objective clm` trains gpt unless this is set.")
+    type: Literal["wordpiece", "bpe", "unigram", "gpt", "seq2seq"] = Field("wordpiece", description="Tokenizer family to train: wordpiece (BERT), bpe (byte-level, RoBERTa), unigram (SentencePiece, ALBERT), gpt (byte-level BPE with one special, <|endoftext|>, as GPT-2), seq2seq (SentencePiece-style BPE for encoder-decoders, one joint vocabulary, as Marian: cased unless `lowercase` is set, </s> ends every text; <pad> </s> <unk> <s> take ids 0-3). `pretrain --objective clm` trains gpt unless this is set.")
     vocab_size: int = Field(8000, ge=100, le=1_000_000, description="Vocabulary size of a trained tokenizer.")
     lowercase: bool = Field(True, description="Lowercase text in the tokenizer's normaliser. `pretrain --objective clm` keeps case (false) unless this is set: a generative model should write capitals.")
     strip_accents: bool | None = Field(None, description="Strip accents (é → e). Auto: same as `lowercase`, as BERT does.")

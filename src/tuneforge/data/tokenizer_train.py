@@ -80,7 +80,15 @@ def _build(kind: str, lowercase: bool, strip_accents: bool):
         tok.pre_tokenizer = pre_tokenizers.Sequence([split_cjk, pre_tokenizers.ByteLevel(add_prefix_space=False)])
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer
-    else:  # unigram, seq2seq: SentencePiece-style, so decode() gives ordinary text back exactly
+    elif kind in SEQ2SEQ_FAMILIES:
+        # SentencePiece-style BPE on ▁-marked words, so decode() gives ordinary text back exactly. BPE, not Unigram:
+        # the Unigram trainer's output varies from run to run (scores summed over hash maps reorder pieces, so the
+        # ids change and one config trains two different models); BPE's merges are deterministic.
+        tok = Tokenizer(models.BPE(unk_token=roles["unk_token"]))
+        tok.pre_tokenizer = pre_tokenizers.Sequence([split_cjk, pre_tokenizers.Metaspace(prepend_scheme="first")])
+        tok.decoder = decoders.Metaspace(prepend_scheme="first")
+        trainer = trainers.BpeTrainer
+    else:  # unigram: SentencePiece-style, so decode() gives ordinary text back exactly
         tok = Tokenizer(models.Unigram())
         tok.pre_tokenizer = pre_tokenizers.Sequence([split_cjk, pre_tokenizers.Metaspace(prepend_scheme="first")])
         tok.decoder = decoders.Metaspace(prepend_scheme="first")
@@ -118,7 +126,7 @@ def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: i
     strip = lowercase if strip_accents is None else strip_accents
     tok, trainer_cls, specials, roles = _build(kind, lowercase, strip)
     kwargs = {"vocab_size": vocab_size, "special_tokens": specials, "show_progress": False}
-    if kind == "unigram" or kind in SEQ2SEQ_FAMILIES:
+    if kind == "unigram":
         kwargs["unk_token"] = roles["unk_token"]
     else:
         kwargs["min_frequency"] = min_frequency

@@ -85,7 +85,7 @@ def decoding_sentence(decoding: dict | None) -> str:
     how = "Greedy decoding" if beams == 1 else \
         f"Beam search with {beams} beams, length penalty {decoding.get('length_penalty', 1.0)}"
     cap = decoding.get("max_new_tokens")
-    how += f", at most {cap} new tokens" if cap else ", at most 1.5 × the longest source + 10 new tokens per batch"
+    how += f", at most {cap} new tokens" if cap else ", at most 1.5 × each source + 10 new tokens"
     if decoding.get("no_repeat_ngram"):
         how += f", no repeated {decoding['no_repeat_ngram']}-grams"
     return how + "."

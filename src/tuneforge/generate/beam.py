@@ -31,7 +31,7 @@ NEG = -1.0e9  # transformers' "never pick this" score in beam search
 class BeamSettings:
     """How a translation is decoded. beams 1 is greedy; the beam score is log-probability / length **
     length_penalty (> 1 favours longer outputs, < 1 shorter, 0 is the plain sum); max_new_tokens None is, per
-    batch, min(the model's positions, 1.5 × the longest source + 10); no_repeat_ngram n > 0 forbids any n-gram from
+    sentence, min(the model's positions, 1.5 × its source length + 10); no_repeat_ngram n > 0 forbids any n-gram from
     appearing twice in an output."""
 
     beams: int = 4
@@ -59,7 +59,7 @@ class BeamSettings:
 
 
 def decode_length(settings: BeamSettings, longest_source: int, max_positions: int | None) -> int:
-    """New tokens allowed for a batch: the setting, or 1.5 × its longest source + 10; never more than the decoder's
+    """New tokens allowed for a sentence: the setting, or 1.5 × its source length + 10; never more than the decoder's
     positions (the start token is fed at position 0 and the last new token is never fed, so a decoder with P
     positions can make P new tokens)."""
     wanted = settings.max_new_tokens or int(1.5 * longest_source + 10)

@@ -25,7 +25,7 @@ from tuneforge.model.lm_forward import seq2seq_loss_sum
 from tuneforge.model.manifest import RunSummary
 from tuneforge.model.seq2seq import (build_seq2seq, load_seq2seq, load_seq2seq_tokenizer, seq2seq_flops_per_token)
 from tuneforge.recipes.translation_outputs import write_translation_outputs
-from tuneforge.train.average import average_checkpoints
+from tuneforge.train.average import average_checkpoints, averaged_checkpoints
 from tuneforge.train.defaults import (resolve_seq2seq_auto, resolve_seq2seq_batch, seq2seq_preset, seq2seq_total_steps,
                                       seq2seq_vocab_size)
 from tuneforge.train.objectives import make_objective
@@ -78,7 +78,7 @@ def _tokenizer(cfg: FinetuneConfig, session: Session, train: ParallelSplit, why:
     size = cfg.model.vocab_size or seq2seq_vocab_size(len(train.sources))
     if cfg.model.vocab_size is None:
         why["model.vocab_size"] = f"{size} joint pieces for {len(train.sources):,} training pairs"
-    session.say(f"tokenizer: training a joint unigram tokenizer ({size} pieces) on the training source and target text")
+    session.say(f"tokenizer: training a joint BPE tokenizer ({size} pieces) on the training source and target text")
     tokenizer = train_tokenizer(train.sources + train.targets, kind="seq2seq", vocab_size=size, lowercase=False,
                                 strip_accents=False)
     if session.is_main:
@@ -215,6 +215,7 @@ def _average(cfg: FinetuneConfig, session: Session, model, evaluate) -> dict | N
     averaged = average_checkpoints(session.run_dir, k)
     if averaged is None:
         return None
+    k = len(averaged_checkpoints(session.run_dir, k))  # fewer when the run saved fewer
     metric = cfg.eval.metric
     best = evaluate(model)
     kept = {n: p.detach().clone() for n, p in model.state_dict().items()}

@@ -82,6 +82,17 @@ def test_normalize_cleans_whitespace_and_nfkc_but_keeps_case(tmp_path):
     assert read_parallel_files(a, b, normalize=False).sources == ["  Hello\t  World ", "ＡＢＣ ﬁne"]
 
 
+def test_references_keep_the_file_text_that_bleu_is_scored_on(tmp_path):
+    """The model trains on cleaned targets, but BLEU is scored against the references as the file has them
+    (sacreBLEU's rule: raw references), so full-width punctuation is not quietly made half-width; take() keeps them."""
+    a = write(tmp_path / "a.en", ["Hello", "Fine", "Three"])
+    b = write(tmp_path / "a.zh", ["你好！", "  很好，  谢谢 ", "三"])
+    split = read_parallel_files(a, b)
+    assert split.targets == ["你好!", "很好, 谢谢", "三"]
+    assert split.references == ["你好！", "很好，  谢谢", "三"]
+    assert split.take([2, 0]).references == ["三", "你好！"]
+
+
 def test_missing_file_and_empty_files(tmp_path):
     b = write(tmp_path / "a.de", ["x"])
     with pytest.raises(UserError, match=r"nope\.en: file not found"):
