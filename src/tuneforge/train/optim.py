@@ -14,17 +14,20 @@ def build_optimizer(model, lr: float, weight_decay: float, table=None, fused: bo
         # Biases and LayerNorm weights (1-D) are not decayed, as in BERT.
         (no_decay if p.ndim < 2 else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if table is not None:
-        from tuneforge.train.sparse_rows import EmbeddingRowsAdamW
+    from tuneforge.train.sparse_rows import EmbeddingRowsAdamW, densify_rows
 
-        return EmbeddingRowsAdamW(groups, table, lr=lr)
-    if not fused:
-        return torch.optim.AdamW(groups, lr=lr)
-    try:
-        # One fused kernel per parameter group (CPU and GPU since torch 2.4): what HF Trainer uses by default.
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
-        return torch.optim.AdamW(groups, lr=lr, foreach=True)
+    if table is not None:
+        optimizer = EmbeddingRowsAdamW(groups, table, lr=lr)
+    elif not fused:
+        optimizer = torch.optim.AdamW(groups, lr=lr)
+    else:
+        try:
+            # One fused kernel per parameter group (CPU and GPU since torch 2.4): what HF Trainer uses by default.
+            optimizer = torch.optim.AdamW(groups, lr=lr, fused=True)
+        except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
+            optimizer = torch.optim.AdamW(groups, lr=lr, foreach=True)
+    optimizer.register_load_state_dict_pre_hook(densify_rows)  # a table's compact checkpoint resumes anywhere
+    return optimizer
 
 
 class ProgressSchedule:
