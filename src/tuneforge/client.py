@@ -31,6 +31,14 @@ class Client:
         body = {"texts": _texts(texts), "pooling": pooling, "role": role}
         return self._request("POST", "/v1/embed", body)["embeddings"]
 
+    def translate(self, texts: Sequence[str], beams: int | None = None, max_new_tokens: int | None = None,
+                  length_penalty: float | None = None, no_repeat_ngram: int | None = None) -> list[str]:
+        """One translation per text, in order, from a served encoder-decoder (`POST /v1/translate`); settings left
+        out take the server's defaults (beam 4)."""
+        body = {"texts": _texts(texts), "beams": beams, "max_new_tokens": max_new_tokens,
+                "length_penalty": length_penalty, "no_repeat_ngram": no_repeat_ngram}
+        return self._request("POST", "/v1/translate", {k: v for k, v in body.items() if v is not None})["translations"]
+
     def health(self) -> dict:
         return self._request("GET", "/health")
 

@@ -110,3 +110,22 @@ def test_shutdown_drains_in_flight_requests():
         worker.join(10)
     assert result["r"][0]["label"] == "yes"
     assert not server.thread.is_alive()
+
+
+def test_translate_over_http_sends_only_the_settings_given():
+    """Client.translate against a served translator (a recording stand-in): texts in order, defaults left to the
+    server, a bad setting a ServerError with the server's status."""
+    from translate_helpers import FakeTranslator
+
+    from tuneforge.serve.translator import ServedTranslator
+
+    fake = FakeTranslator()
+    with LiveServer(create_app(ServedTranslator(fake), ServeSettings())) as url:
+        wait_ready(url)
+        client = tuneforge.Client(url)
+        assert client.translate(["a b", "", "c"], beams=2) == ["b a #2", "", "c #2"]
+        assert fake.calls[-1][1] == {"beams": 2, "length_penalty": 1.0, "max_new_tokens": None, "no_repeat_ngram": 0}
+        assert client.translate(["x y"]) == ["y x #4"]  # the server's default beam
+        with pytest.raises(ServerError) as err:
+            client.translate(["a"], beams=99)
+        assert err.value.status == 400
