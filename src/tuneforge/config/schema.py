@@ -57,7 +57,7 @@ class ModelConfig(_Strict):
         "auto", description="Add the characters/words the tokenizer maps to [UNK] as new tokens. auto: when the [UNK] rate exceeds `unk_threshold`.")
     unk_threshold: float = Field(0.02, ge=0, le=1, description="[UNK] token rate above which the coverage warning (and auto vocab extension) fires.")
     max_new_tokens: int = Field(8000, ge=0, description="Upper bound on tokens added by vocabulary extension.")
-    preset: Literal["tiny", "mini", "small", "base"] | None = Field(None, description="translation/seq2seq: train an encoder-decoder from scratch with this size preset (pre-norm transformer, shared embeddings; `tuneforge inspect seq2seq:PRESET`). Auto (model.name auto): chosen from the number of training pairs.")
+    preset: Literal["tiny", "mini", "small", "base"] | None = Field(None, description="translation/seq2seq: train an encoder-decoder from scratch with this size preset (MBart architecture: pre-norm, shared embeddings; sizes in docs/models.md). Auto (model.name auto): chosen from the number of training pairs.")
     tokenizer: str | None = Field(None, description="translation/seq2seq from scratch: a tokenizer folder (`tuneforge tokenizer train --type seq2seq`). Default: one joint BPE tokenizer (SentencePiece-style) trained on the training source and target text.")
     vocab_size: int | None = Field(None, ge=100, le=1_000_000, description="translation/seq2seq from scratch: size of the joint tokenizer trained for the run. Auto: by data size.")
 
