@@ -30,7 +30,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "2f0655ca437ff1d8bd8818200ad312db1a4c52a6",  # issue 18: SFT quality (sft_quality.py)
                           "783c132475f53752867558198341d7197761a78e",  # issue 18: SFT quality, default path
                           "232e85b0f7e3f956882a943e64ae1089c4fb0774",  # issue 18: GPT mini 30-minute run
-                          "c73be9e4854ec0fc0052f223f4994729dbc1887f"}  # issue 20: cross-lingual retrieval
+                          "c73be9e4854ec0fc0052f223f4994729dbc1887f",  # issue 20: cross-lingual retrieval
+                          "3922bd21257894c06d86b7108bc64d22af0347e6"}  # issue 20: waimai_10k side by side
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
