@@ -2,11 +2,10 @@
 pretrained folder or alias (`smollm2-135m`), its tokenizer, and tell a causal-LM folder from an encoder folder."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tuneforge.errors import UserError
-from tuneforge.model.resolve import resolve_model
+from tuneforge.model.resolve import read_model_config, resolve_model
 
 # SmolLM2's architecture (Llama: pre-RMSNorm, RoPE, SwiGLU, tied input/output embeddings) at five sizes. Heads of
 # 64 dims (32 for tiny), SwiGLU width ≈ 8/3 × hidden rounded up to a multiple of 32 (same FLOPs as a 4× GELU MLP).
@@ -61,16 +60,9 @@ def build_causal_lm(preset: str, tokenizer, max_position: int = 1024, dropout: f
     return LlamaForCausalLM(causal_config(preset, tokenizer, max_position, dropout))
 
 
-def _read_config(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def is_causal_lm(folder) -> bool:
     """True when `folder`'s config.json names a causal-LM (decoder) architecture; no weights are read."""
-    cfg = _read_config(Path(folder))
+    cfg = read_model_config(Path(folder))
     if not cfg:
         return False
     model_type = cfg.get("model_type", "")
@@ -85,7 +77,7 @@ def is_causal_lm(folder) -> bool:
 
 
 def _not_causal(name: str, folder: Path) -> UserError:
-    cfg = _read_config(folder) or {}
+    cfg = read_model_config(folder) or {}
     kind = ", ".join(cfg.get("architectures") or []) or cfg.get("model_type") or "unknown"
     return UserError(f"{folder}: not a causal language model ({kind}); model '{name}' must be a GPT-style folder "
                      "(GPT-2, GPT-Neo, Llama, Qwen, a `tuneforge pretrain --objective clm` run) or the alias "

@@ -198,3 +198,11 @@ def _convert_atomically(alias: str, source: Path, final: Path, record: dict) -> 
 
 def is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def read_model_config(folder: Path) -> dict | None:
+    """A model folder's config.json as a dict (None when it has none or it is not JSON); no weights are read."""
+    try:
+        return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -38,12 +38,11 @@ forward; eager attention (two matmuls and a softmax) trains mini 1.3-1.5× faste
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import NamedTuple
 
 from tuneforge.errors import UserError
-from tuneforge.model.resolve import resolve_model
+from tuneforge.model.resolve import read_model_config, resolve_model
 
 
 class Seq2SeqShape(NamedTuple):
@@ -139,17 +138,10 @@ def build_seq2seq(preset: str, tokenizer, max_position: int = 256, dropout: floa
     return model
 
 
-def _read_config(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def is_seq2seq(folder) -> bool:
     """True when `folder`'s config.json describes a text encoder-decoder (T5, mT5, BART, MBart, Marian, Pegasus,
     M2M100, NLLB, ...); no weights are read. Speech and image encoder-decoders (Whisper, TrOCR) take no text in."""
-    cfg = _read_config(Path(folder))
+    cfg = read_model_config(Path(folder))
     if not cfg:
         return False
     from transformers.models.auto import modeling_auto
@@ -173,7 +165,7 @@ def load_seq2seq(name: str, dtype=None):
     quiet_transformers()
     path = resolve_model(name)
     if Path(path).is_dir() and not is_seq2seq(path):
-        cfg = _read_config(Path(path)) or {}
+        cfg = read_model_config(Path(path)) or {}
         kind = cfg.get("model_type") or "unknown"
         raise UserError(f"{path}: a {kind} model is not an encoder-decoder; --task translation needs one (T5, BART, "
                         "Marian, mT5 ... or leave --model out to train one from scratch).")
