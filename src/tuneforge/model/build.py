@@ -1,6 +1,8 @@
 """Load a tokenizer and a sequence-classification model with the right head for a label space."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from tuneforge.data.labels import LabelSpace
 from tuneforge.errors import UserError
 from tuneforge.model.resolve import resolve_model
@@ -37,6 +39,23 @@ def load_tokenizer(name: str, pad_with_eos: bool = False):
     if pad_with_eos and tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def load_pretrained(name: str, auto_class, kind: str, fits, refuse, dtype=None):
+    """A pretrained model of one kind (alias, folder or hub id) through `auto_class`, in eval mode, fp32 by default.
+    A local folder that `fits(path)` says is another kind raises `refuse(name, path)` (a one-line UserError) before
+    any weight is read; a load failure is one line naming `kind`."""
+    import torch
+
+    quiet_transformers()
+    path = resolve_model(name)
+    if Path(path).is_dir() and not fits(path):
+        raise refuse(name, Path(path))
+    try:
+        model = auto_class.from_pretrained(path, dtype=dtype or torch.float32)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"model '{name}': cannot load as {kind} ({str(exc).splitlines()[0]}).") from None
+    return model.eval()
 
 
 def load_classifier(name: str, labels: LabelSpace):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tuneforge.errors import UserError
-from tuneforge.model.resolve import read_model_config, resolve_model
+from tuneforge.model.resolve import read_model_config
 
 # SmolLM2's architecture (Llama: pre-RMSNorm, RoPE, SwiGLU, tied input/output embeddings) at five sizes. Heads of
 # 64 dims (32 for tiny), SwiGLU width ≈ 8/3 × hidden rounded up to a multiple of 32 (same FLOPs as a 4× GELU MLP).
@@ -87,20 +87,11 @@ def _not_causal(name: str, folder: Path) -> UserError:
 def load_causal_lm(name: str, dtype=None):
     """A pretrained causal LM (alias, folder or hub id), in eval mode, fp32 by default (bf16 is emulated on
     CPUs without native bf16)."""
-    import torch
     from transformers import AutoModelForCausalLM
 
-    from tuneforge.model.build import quiet_transformers
+    from tuneforge.model.build import load_pretrained
 
-    quiet_transformers()
-    path = resolve_model(name)
-    if Path(path).is_dir() and not is_causal_lm(path):
-        raise _not_causal(name, Path(path))
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"model '{name}': cannot load as a causal LM ({str(exc).splitlines()[0]}).") from None
-    return model.eval()
+    return load_pretrained(name, AutoModelForCausalLM, "a causal LM", is_causal_lm, _not_causal, dtype)
 
 
 def load_causal_tokenizer(name: str):

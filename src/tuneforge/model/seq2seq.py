@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tuneforge.errors import UserError
-from tuneforge.model.resolve import read_model_config, resolve_model
+from tuneforge.model.resolve import read_model_config
 
 
 class Seq2SeqShape(NamedTuple):
@@ -157,23 +157,17 @@ def is_seq2seq(folder) -> bool:
 
 def load_seq2seq(name: str, dtype=None):
     """A pretrained encoder-decoder (alias, folder or hub id) in eval mode, fp32 by default."""
-    import torch
     from transformers import AutoModelForSeq2SeqLM
 
-    from tuneforge.model.build import quiet_transformers
+    from tuneforge.model.build import load_pretrained
 
-    quiet_transformers()
-    path = resolve_model(name)
-    if Path(path).is_dir() and not is_seq2seq(path):
-        cfg = read_model_config(Path(path)) or {}
-        kind = cfg.get("model_type") or "unknown"
-        raise UserError(f"{path}: a {kind} model is not an encoder-decoder; --task translation needs one (T5, BART, "
-                        "Marian, mT5 ... or leave --model out to train one from scratch).")
-    try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype or torch.float32)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"model '{name}': cannot load as an encoder-decoder ({str(exc).splitlines()[0]}).") from None
-    return model.eval()
+    return load_pretrained(name, AutoModelForSeq2SeqLM, "an encoder-decoder", is_seq2seq, _not_seq2seq, dtype)
+
+
+def _not_seq2seq(name: str, path: Path) -> UserError:
+    kind = (read_model_config(path) or {}).get("model_type") or "unknown"
+    return UserError(f"{path}: a {kind} model is not an encoder-decoder; --task translation needs one (T5, BART, "
+                     "Marian, mT5 ... or leave --model out to train one from scratch).")
 
 
 def load_seq2seq_tokenizer(name: str):
