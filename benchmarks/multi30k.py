@@ -75,6 +75,7 @@ def main() -> None:
     started = guard_output(out, args.allow_dirty)
     run = ROOT / "runs" / f"bench-multi30k-{pair}"
     log = run.with_name(run.name + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     cmd = command(args, run)
     print(" ".join(cmd[2:]), flush=True)
     t0 = time.perf_counter()
