@@ -39,7 +39,8 @@ def build_preset(preset: str, folder: Path, seed: int = 0):
              (MULTI30K / f"train.{side}").read_text(encoding="utf-8").splitlines()]
     tokenizer = train_tokenizer(texts, kind="seq2seq", vocab_size=8000)
     torch.manual_seed(seed)
-    model = build_seq2seq(preset, tokenizer, dropout=0.0).eval()
+    # frozen, as Translator.load leaves a model: the lean decoder keeps its weight copies between calls
+    model = build_seq2seq(preset, tokenizer, dropout=0.0).eval().requires_grad_(False)
     with torch.no_grad():
         model.final_logits_bias[0, model.config.eos_token_id] = -1e4
     model.save_pretrained(folder)

@@ -4,13 +4,14 @@ rotary tables are computed once per step, attention is one `scaled_dot_product_a
 views (grouped queries folded onto their key head at decode time, so keys and values are never copied), and no
 mask is built when no row is padded. Matrices are stored transposed and, with several threads, in column blocks
 (see `_fuse`, `_chunks`). They are copies taken when the engine is built (a model trained further afterwards needs a
-new engine), or the pack `share_weights` left on the model when its weights have not changed since."""
+new engine), or the pack `share_weights` left on a frozen model when its weights have not changed since."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from tuneforge.generate.kv import KVStore
+from tuneforge.generate.packs import current, fingerprint
 
 MODEL_TYPES = ("llama", "qwen2")
 BLOCK_MIN = 1 << 20  # elements; see _blocks
@@ -95,9 +96,9 @@ def share_weights(model) -> None:
     """Fuse the model's matrices once and keep them on the model, so every engine built on it reuses them. The
     model's own linear weights become views of the fused (in, out) matrices, so they are held once in memory; a
     matrix split into column blocks (`_blocks`, with several threads) is a layout no view of transformers' weights
-    can express and stays a second copy. For models this process owns (`tuneforge.load`, the server): a model
-    under an optimizer keeps its old weights, and an engine notices changed weights (`_current`) and fuses them
-    afresh."""
+    can express and stays a second copy. For models this process owns and has frozen (`tuneforge.load`, the
+    server): an engine reuses the pack only while the weights are frozen and unchanged (`_current`), else fuses
+    them afresh."""
     if not FusedLlama.supports(model):
         return
     pack = _pack(model)
@@ -128,15 +129,13 @@ def _rebind(mods, fused_t: torch.Tensor, fused_bias: torch.Tensor | None) -> Non
         start += n
 
 
-def _fingerprint(model) -> list[tuple[int, int]]:
-    """(storage address, in-place version) of every weight the pack was made from: an optimizer step or a
-    load_state_dict changes the version, a rebound parameter the address."""
-    tensors = [model.lm_head.weight] + [p for layer in model.model.layers for p in layer.parameters()]
-    return [(t.data_ptr(), t._version) for t in tensors]  # noqa: SLF001 - torch's in-place counter
+def _fingerprint(model) -> list[tuple[int, int]] | None:
+    """The pack's source weights as `packs.fingerprint` identifies them (None: trainable, never reused)."""
+    return fingerprint([model.lm_head.weight] + [p for layer in model.model.layers for p in layer.parameters()])
 
 
 def _current(model, pack: dict) -> bool:
-    return pack.get("source") == _fingerprint(model) and pack["chunks"] == _chunks()
+    return current(pack, _fingerprint(model)) and pack["chunks"] == _chunks()
 
 
 def _chunks() -> int:

@@ -12,14 +12,17 @@ source padding. What it saves over `model.generate` is per-step work that is not
 transformers' cache objects and mask builders, the cross keys/values reordered with every beam step, the layers'
 generic attention code. Its matrices are transposed copies (in, out), which MKL multiplies faster at a few rows
 on this class of CPU (measured: the mini preset's LM head at 4 rows ~1.1 vs ~2.1 ms; the whole beam-4 decode
-~1.2x), kept on the model (`PACK`) and rebuilt when its weights change (an optimizer step between two
-evaluations); they double the decoder's memory. A model that is not MBart/BART/Marian, or whose layers are
+~1.2x). On a frozen model (loaded for inference) they are kept (`PACK`) until its weights change; a trainable
+model gets fresh copies for every decode, since a fused optimizer step changes weights unseen (`packs.py`). They
+double the decoder's memory. A model that is not MBart/BART/Marian, or whose layers are
 wrapped (LoRA, quantized), runs `HFSeq2SeqForward`: the model's own forward with its own cache (T5, mT5,
 Pegasus, ...)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from tuneforge.generate.packs import current, fingerprint
 
 LEAN_TYPES = ("mbart", "bart", "marian")
 PRE_NORM = ("mbart",)  # MBart normalises before each sublayer (and once after the last layer); BART/Marian after
@@ -122,9 +125,10 @@ class LeanDecoder:
         self.act = decoder.layers[0].activation_fn
         self.max_positions = self.positions.shape[0] - self.position_offset
         pack = getattr(model, PACK, None)
-        if pack is None or pack["source"] != _fingerprint(model) or pack["transposed"] != TRANSPOSED:
+        if not current(pack, _fingerprint(model)) or pack["transposed"] != TRANSPOSED:
             pack = _pack(model)
-            object.__setattr__(model, PACK, pack)  # not a submodule or parameter: state_dict and .to() ignore it
+            if pack["source"] is not None:  # a trainable model's pack is used once, not kept beside its weights
+                object.__setattr__(model, PACK, pack)  # not a submodule or parameter: state_dict, .to() ignore it
         self.layers, self.head, self.cross_kv = pack["layers"], pack["head"], pack["cross_kv"]
 
     @torch.no_grad()
@@ -177,14 +181,13 @@ PACK = "_tuneforge_lean_seq2seq"  # on a model: its decoder matrices as LeanDeco
 TRANSPOSED = True  # (in, out) copies; False reads the model's (out, in) weights as they are (the A/B switch)
 
 
-def _fingerprint(model) -> list[tuple[int, int]]:
-    """(storage address, in-place version) of every weight a pack is made from: an optimizer step or a
-    load_state_dict changes the version, a rebound parameter the address."""
+def _fingerprint(model) -> list[tuple[int, int]] | None:
+    """The pack's source weights as `packs.fingerprint` identifies them (None: trainable, never reused)."""
     tensors = [model.lm_head.weight, *model.get_decoder().parameters()]
     bias = getattr(model, "final_logits_bias", None)
     if bias is not None:
         tensors.append(bias)
-    return [(t.data_ptr(), t._version) for t in tensors]  # noqa: SLF001 - torch's in-place counter
+    return fingerprint(tensors)
 
 
 def _pack(model) -> dict:

@@ -35,6 +35,7 @@ class Translator:
         if threads:
             torch.set_num_threads(threads)
         model, tokenizer = load_seq2seq(folder), load_seq2seq_tokenizer(folder)
+        model.requires_grad_(False)  # inference only: frozen weights let the lean decoder keep its copies (packs.py)
         path = Path(resolve_model(folder))
         manifest = read_manifest(path) if (path / MANIFEST).is_file() else None
         max_source = manifest.max_length if manifest is not None else 256

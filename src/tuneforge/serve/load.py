@@ -129,6 +129,7 @@ def load_text_generator(path: str, precision: str = "fp32", **kwargs):
         model, tokenizer = _merged_adapter(path, dtype), load_causal_tokenizer(path)
     else:
         model, tokenizer = load_causal_lm(path, dtype=dtype), load_causal_tokenizer(path)
+    model.requires_grad_(False)  # inference only: frozen weights let engines reuse their fused copies (packs.py)
     if options.get("fast", True):
         share_weights(model)  # this process owns the model: engines built on it reuse the fused weights
     return TextGenerator(model, tokenizer, settings, **options)

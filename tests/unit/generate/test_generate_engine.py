@@ -185,7 +185,7 @@ def test_shared_weights_are_reused_until_the_model_changes(lm, ids, greedy, thre
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     monkeypatch.setattr("tuneforge.generate.fused_llama.BLOCK_MIN", 0)  # tiny matrices too
-    model = copy.deepcopy(lm[0])
+    model = copy.deepcopy(lm[0]).requires_grad_(False)  # frozen, as load_text_generator leaves it
     share_weights(model)
     pack = getattr(model, PACK)
     assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied
@@ -198,4 +198,6 @@ def test_shared_weights_are_reused_until_the_model_changes(lm, ids, greedy, thre
     assert [c.token_ids for c in run(e, ids, GenerationSettings(max_new_tokens=12))] == greedy
     with torch.no_grad():
         model.model.layers[1].mlp.down_proj.weight.mul_(1.0)  # an optimizer step: same values, new version
+    assert Engine(model, lm[1]).forward.layers is not pack["layers"]
+    model.requires_grad_(True)  # trainable: a fused optimizer step bumps no version, so the pack is never reused
     assert Engine(model, lm[1]).forward.layers is not pack["layers"]
