@@ -271,6 +271,7 @@ def _ratio_rows() -> list[str]:
                    "multi30k_de-en.json": "Multi30k de→en, the same command",
                    "bench_seq2seq_train.json": "Translation training tokens/s, `mini` from scratch, Multi30k, 300 steps, fp32, 2 seeds: vs HF `Seq2SeqTrainer` (same model, "
                                                "data, token budget, steps)",
+                   "bench_seq2seq_train_seed44.json": "The same, third seed (44), on the code of the Multi30k run",
                    "bench_translate.json": "Translation decoding, `mini` preset (untrained, every output 20 tokens), "
                                            "beam 4, fp32, 100 Multi30k test sentences, 3 rounds: sentences/s vs "
                                            "`model.generate` and CTranslate2"})
