@@ -15,6 +15,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
 SET_HELP = "Override any config key, e.g. --set train.epochs=3 (repeatable). See docs/config.md."
 TEXT_HELP = "Column with the input text; comma-separated alternatives (text,sentence) take the first each file has."
 LABEL_HELP = "Column with the label (string, int, or a JSON list for multi-label)."
+REPORT_TO_HELP = ("Experiment trackers, comma-separated: tensorboard (event files in RUN/tensorboard), mlflow "
+                  "($MLFLOW_TRACKING_URI, else a SQLite store beside the run folder), or none. See docs/tracking.md.")
 
 
 def _err(msg: str) -> None:
@@ -71,6 +73,7 @@ def finetune(
     target_lang: Optional[str] = typer.Option(None, "--target-lang", help="translation: target language code (e.g. de)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="translation: train an encoder-decoder from scratch: tiny | mini | small | base (default: chosen from the data size when --model is left out)."),
     beams: Optional[int] = typer.Option(None, "--beams", help="translation: beam size of the final translations of validation and test (default 4; 1 = greedy)."),
+    report_to: Optional[str] = typer.Option(None, "--report-to", help=REPORT_TO_HELP),
 ) -> None:
     """Fine-tune a classifier (binary, multi-class or multi-label), instruction-tune a causal LM (--task sft, full
     or --lora), or train a translator (--task translation), and evaluate it on validation and test."""
@@ -88,7 +91,8 @@ def finetune(
                      "target_column": target_column, "source_lang": source_lang, "target_lang": target_lang},
             "train": {"class_weights": class_weights}, "eval": {"beams": beams},
             "lora": {"enabled": lora, "rank": lora_rank, "alpha": lora_alpha, "dropout": lora_dropout,
-                     "target_modules": targets, "merge": merge_lora}}
+                     "target_modules": targets, "merge": merge_lora},
+            "tracking": {"report_to": report_to}}
     cfg = load_config(config, FinetuneConfig, overrides, base)
     summary = run(cfg, resume=resume, overwrite=overwrite)
     if summary.report and summary.task == "sft":
@@ -216,6 +220,7 @@ def pretrain(
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in the run folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run folder first."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP.replace("train.epochs=3", "train.budget_minutes=30")),
+    report_to: Optional[str] = typer.Option(None, "--report-to", help=REPORT_TO_HELP),
 ) -> None:
     """Pretrain an encoder with masked-LM or a GPT-style model with --objective clm, from scratch (--preset) or
     continued (--model); reports held-out perplexity."""
@@ -225,7 +230,8 @@ def pretrain(
     if resume and config is None and output and (Path(output) / "config.yaml").is_file():
         config = Path(output) / "config.yaml"
     base = {"output": output, "objective": objective, "data": {"corpus": corpus or None, "text_column": text_column},
-            "model": {"preset": preset, "name": model}, "tokenizer": {"path": tokenizer}}
+            "model": {"preset": preset, "name": model}, "tokenizer": {"path": tokenizer},
+            "tracking": {"report_to": report_to}}
     cfg = load_config(config, PretrainConfig, overrides, base)
     summary = run(cfg, resume=resume, overwrite=overwrite)
     _print_pretrain(summary)
@@ -365,6 +371,9 @@ _register_trust_commands(app)
 from tuneforge.cli_generate import register as _register_generate_command  # noqa: E402  (text from a causal LM)
 
 _register_generate_command(app)
+from tuneforge.cli_tune import register as _register_tune_command  # noqa: E402  (hyperparameter search)
+
+_register_tune_command(app)
 
 MULTI_VALUE = {"--corpus", "--input"}  # `--corpus a.txt b.txt` as the docs write it, not only repeated flags
 

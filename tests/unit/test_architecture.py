@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("export",),
     ("serve",),
     ("recipes",),
-    ("cli", "cli_trust", "cli_generate", "client", "__init__", "__main__"),  # the entry points
+    ("cli", "cli_trust", "cli_generate", "cli_tune", "client", "__init__", "__main__"),  # the entry points
 ]
 
 # Imports the layer order alone would allow but the rule forbids.

@@ -8,11 +8,12 @@ from tuneforge.config.schema import (
     PipelineConfig,
     PretrainConfig,
     RuntimeConfig,
+    TrackingConfig,
     TrainConfig,
 )
 
 __all__ = [
     "DataConfig", "EvalConfig", "FinetuneConfig", "ModelConfig", "PipelineConfig", "PretrainConfig", "RuntimeConfig",
-    "TrainConfig",
+    "TrackingConfig", "TrainConfig",
     "apply_overrides", "load_config", "to_yaml",
 ]

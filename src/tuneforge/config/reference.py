@@ -11,7 +11,8 @@ from tuneforge.config.schema import FinetuneConfig, PipelineConfig, PretrainConf
 GROUPS = {"data": "What: the data", "model": "What: the model", "tokenizer": "What: the tokenizer",
           "mlm": "What: the masking (objective mlm)", "clm": "What: the causal-LM objective (objective clm)",
           "lora": "What: LoRA adapters (sft)", "train": "How: optimisation",
-          "eval": "How: evaluation", "runtime": "Where: runtime (never changes results)"}
+          "eval": "How: evaluation", "runtime": "Where: runtime (never changes results)",
+          "tracking": "Where: experiment tracking (never changes results; docs/tracking.md)"}
 
 
 def _esc(text: str | None) -> str:

@@ -124,6 +124,26 @@ class RuntimeConfig(_Strict):
         return name in parse_levers(self.levers)
 
 
+class TrackingConfig(_Strict):
+    """Where a run's config, metrics and outputs are also reported (never changes results): TensorBoard, MLflow."""
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field([], description="Experiment trackers that also receive the run's resolved config, every metrics.jsonl record (train loss, validation metrics, samples/s, tokens/s, RSS) and, for MLflow, the report and final/ as artifacts: tensorboard (event files in the run's tensorboard/ folder), mlflow (the server at $MLFLOW_TRACKING_URI, else a local SQLite store, mlflow.db beside the run folder). A comma list (--report-to tensorboard,mlflow); none = no tracker. A tracker that cannot be reached is reported once and left out; training goes on.")
+    project: str = Field("tuneforge", min_length=1, description="MLflow experiment the run is logged under ($MLFLOW_EXPERIMENT_NAME takes precedence, as in MLflow).")
+    run_name: str | None = Field(None, description="MLflow run name. Default: the run folder's name.")
+    log_model: bool = Field(True, description="MLflow: upload final/ (the model folder) as artifacts at the end; false: only the report, config.yaml, metrics.jsonl and summary.json.")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _comma_list(cls, value):
+        """`tensorboard,mlflow` (the CLI flag, --set) → a list; `none` or an empty string → no tracker."""
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [v.strip().lower() for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)) and [str(v).lower() for v in value] == ["none"]:
+            return []
+        return list(dict.fromkeys(value)) if isinstance(value, (list, tuple)) else value
+
+
 class LoraConfig(_Strict):
     """SFT with LoRA adapters (peft): the base model stays frozen; low-rank updates train in the target modules."""
     enabled: bool = Field(False, description="Train LoRA adapters instead of every weight (--lora).")
@@ -143,6 +163,7 @@ class FinetuneConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 # --- Pretraining (masked-LM). Same groups: what (data, tokenizer, model, mlm), how (train, eval), where (runtime).
@@ -215,6 +236,7 @@ class PretrainConfig(_Strict):
     train: PretrainTrainConfig = Field(default_factory=PretrainTrainConfig)
     eval: PretrainEvalConfig = Field(default_factory=PretrainEvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 class PipelineConfig(_Strict):

@@ -9,6 +9,7 @@ import unicodedata
 from pathlib import Path
 
 from tuneforge.evaluate.fonts import CSS_FONT_STACK, with_cjk_fonts
+from tuneforge.evaluate.plots import _pyplot, save_figure
 from tuneforge.model.artifact import atomic_write_text
 
 MAX_PLOTTED_LABELS = 40
@@ -18,21 +19,12 @@ IMBALANCE_WARN, TRUNCATION_WARN, SCRIPT_WARN = 3.0, 0.01, 0.95
 Block = tuple  # ("p", text) | ("table", header, rows) | ("img", caption, file)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 @with_cjk_fonts
 def plot_label_distribution(counts: dict[str, dict[str, int]], out: Path) -> Path:
     """Grouped bars: each label's share of its split, one bar colour per split (n in the legend)."""
     import numpy as np
 
-    plt = _plt()
+    plt = _pyplot()
     labels = list(dict.fromkeys(k for c in counts.values() for k in c))[:MAX_PLOTTED_LABELS]
     x, width = np.arange(len(labels)), 0.8 / max(1, len(counts))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(labels) * len(counts) + 2), 3.8), dpi=110)
@@ -44,10 +36,7 @@ def plot_label_distribution(counts: dict[str, dict[str, int]], out: Path) -> Pat
     ax.set_title("Label distribution", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 @with_cjk_fonts
@@ -58,7 +47,7 @@ def plot_token_lengths(lengths: dict[str, list[int]], max_length: int, stats: di
 
     if not any(lengths.values()):
         return None
-    plt = _plt()
+    plt = _pyplot()
     top = max(max_length, int(max(np.percentile(v, 99.5) for v in lengths.values() if v))) + 2
     step = -(-top // 80)  # integer-aligned bins: lengths are integers, uneven bins would draw a comb
     bins = np.arange(0, top + step + 1, step) - 0.5
@@ -74,10 +63,7 @@ def plot_token_lengths(lengths: dict[str, list[int]], max_length: int, stats: di
     ax.set_title("Text length", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _show(text, limit: int = TEXT_CHARS) -> str:

@@ -17,6 +17,14 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, out: Path) -> Path:
+    """Lay the figure out, write it to `out` and close it (an open figure keeps its memory until the process ends)."""
+    fig.tight_layout()
+    fig.savefig(out)
+    _pyplot().close(fig)
+    return out
+
+
 @with_cjk_fonts
 def plot_loss_curve(history: list[dict], out: Path) -> Path | None:
     """Training loss per optimizer step, with the validation loss points; None when the history has no loss."""
@@ -34,10 +42,7 @@ def plot_loss_curve(history: list[dict], out: Path) -> Path | None:
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 @with_cjk_fonts
@@ -52,10 +57,7 @@ def plot_confusion(matrix: list[list[int]], names: tuple[str, ...], out: Path) -
     ConfusionMatrixDisplay(np.array(matrix), display_labels=list(names)).plot(ax=ax, cmap="Blues", colorbar=False,
                                                                              xticks_rotation=45)
     ax.set_title("Confusion matrix", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 @with_cjk_fonts
@@ -85,7 +87,4 @@ def plot_reliability(calibration: dict, out: Path) -> Path:
     ax.set_title("Reliability diagram", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

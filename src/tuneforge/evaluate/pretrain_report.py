@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from tuneforge.evaluate.fonts import CSS_FONT_STACK
+from tuneforge.evaluate.plots import save_figure
 from tuneforge.evaluate.report import plot_loss_curve
 from tuneforge.model.artifact import atomic_write_text
 from tuneforge.model.manifest import RunSummary
@@ -30,10 +31,7 @@ def plot_perplexity(history: list[dict], out: Path, kind: str = "MLM") -> Path |
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(f"held-out {kind} perplexity (log)")
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _rows(summary: RunSummary) -> list[tuple[str, str]]:

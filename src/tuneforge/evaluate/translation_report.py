@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from tuneforge.evaluate.fonts import with_cjk_fonts
-from tuneforge.evaluate.plots import _pyplot, plot_loss_curve
+from tuneforge.evaluate.plots import _pyplot, plot_loss_curve, save_figure
 from tuneforge.evaluate.report_html import STYLE, _figure
 from tuneforge.evaluate.sft_report import _cut, _html_table, _md_table
 from tuneforge.model.artifact import atomic_write_text
@@ -119,10 +119,7 @@ def plot_bleu_curve(history: list[dict], out: Path, final: float | None = None,
     ax.set_ylabel("BLEU")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 @with_cjk_fonts
@@ -144,10 +141,7 @@ def plot_lengths(examples: list[dict], tokenize: str, out: Path) -> Path | None:
     ax.set_ylabel("hypothesis length")
     ax.set_title(f"{len(examples)} sentences, length ratio {sum(hyp) / max(sum(ref), 1):.3f}", fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _example_cells(e: dict) -> list[str]:

@@ -106,10 +106,12 @@ def _train_step(accelerator, model, optimizer, objective, data, index, epoch: in
 
 
 def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
-        evaluate: Callable[[torch.nn.Module], dict], cfg: LoopConfig, state: LoopState | None = None) -> LoopState:
-    """Train until max steps/tokens, early stopping or the time budget; then load the best weights."""
+        evaluate: Callable[[torch.nn.Module], dict], cfg: LoopConfig, state: LoopState | None = None,
+        log: MetricsLog | None = None) -> LoopState:
+    """Train until max steps/tokens, early stopping or the time budget; then load the best weights. `log`: the
+    run's metrics.jsonl (the session's, which also feeds its trackers); default: the file in `cfg.run_dir`."""
     state = state or LoopState()
-    log = MetricsLog(cfg.run_dir / "metrics.jsonl", accelerator.is_main_process)
+    log = log or MetricsLog(cfg.run_dir / "metrics.jsonl", accelerator.is_main_process)
     lengths = data.lengths
     min_batch = accelerator.num_processes * cfg.grad_accum
     start = time.time() - state.train_seconds

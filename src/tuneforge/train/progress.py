@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.progress import (
@@ -21,10 +22,11 @@ def make_progress(enabled: bool) -> Progress:
 
 
 class MetricsLog:
-    """Append-only JSON lines; on resume, lines after the checkpoint's step are dropped."""
+    """Append-only JSON lines; on resume, lines after the checkpoint's step are dropped. `sink`, when given, also
+    receives every record written (the run's experiment trackers)."""
 
-    def __init__(self, path: Path, enabled: bool = True):
-        self.path, self.enabled = Path(path), enabled
+    def __init__(self, path: Path, enabled: bool = True, sink: Callable[[dict], None] | None = None):
+        self.path, self.enabled, self.sink = Path(path), enabled, sink
 
     def write(self, record: dict) -> None:
         if not self.enabled:
@@ -32,6 +34,8 @@ class MetricsLog:
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
             fh.flush()
+        if self.sink is not None:
+            self.sink(record)
 
     def truncate_after(self, step: int) -> None:
         if not self.enabled or not self.path.is_file():

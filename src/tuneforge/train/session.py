@@ -33,6 +33,7 @@ from tuneforge.train.optim import ProgressSchedule, build_optimizer
 from tuneforge.train.progress import MetricsLog
 from tuneforge.train.runtime import compute_dtype, make_accelerator, measure_matmul_peak, pin_precision
 from tuneforge.train.sparse_rows import row_table
+from tuneforge.train.tracking import Tracking
 
 RUN_MARKERS = ("config.yaml", "checkpoints", "final")
 
@@ -73,10 +74,11 @@ class Session:
         self.cfg, self.resume = cfg, resume
         self.accelerator = make_accelerator(cfg.runtime)
         self.run_dir = Path(cfg.output)
+        self.tracking = Tracking(cfg.tracking, self.run_dir, self.is_main, self.say)  # checks the packages first
         if self.is_main:
             open_run_folder(self.run_dir, resume, overwrite)
         self.accelerator.wait_for_everyone()
-        self.log = MetricsLog(self.run_dir / "metrics.jsonl", self.is_main)
+        self.log = MetricsLog(self.run_dir / "metrics.jsonl", self.is_main, sink=self.tracking.record)
 
     @property
     def is_main(self) -> bool:
@@ -95,12 +97,14 @@ class Session:
             atomic_write_text(self.run_dir / name, text)
 
     def resolve(self, cfg, why: dict[str, str] | None = None):
-        """The run's final config: precision pinned to what runs; every auto choice printed; config.yaml written."""
+        """The run's final config: precision pinned to what runs; every auto choice printed; config.yaml written;
+        the trackers (`tracking.report_to`) opened with it."""
         cfg, chosen = pin_precision(cfg, self.accelerator)
         for key, reason in {**(why or {}), **chosen}.items():
             self.say(f"auto: {key} = {reason}")
         self.cfg = cfg
         self.write("config.yaml", to_yaml(cfg))
+        self.tracking.start(cfg, self.accelerator, self.resume)
         return cfg
 
     def apply_levers(self, model):
@@ -144,7 +148,7 @@ class Session:
         peak = measure_matmul_peak(a.device, compute_dtype(a)) if flops_per_token else None
         try:
             state = fit(a, model, optimizer, scheduler, data, objective, evaluate,
-                        self._loop_config(metric, patience, total_steps, flops_per_token, peak), state)
+                        self._loop_config(metric, patience, total_steps, flops_per_token, peak), state, self.log)
         finally:
             if table is not None:
                 table.release()
@@ -203,8 +207,10 @@ class Session:
         return self.log.read()
 
     def finish(self, summary: RunSummary) -> RunSummary:
-        """summary.json, then every process waits for the others and Accelerate ends the run."""
+        """summary.json and the trackers' last records and artifacts, then every process waits for the others and
+        Accelerate ends the run."""
         self.write("summary.json", summary.to_json())
+        self.tracking.finish(summary)
         self.accelerator.wait_for_everyone()
         self.accelerator.end_training()
         return summary
