@@ -37,7 +37,8 @@ def jobs(args, work: Path) -> dict[str, list[str]]:
         corpus.write_text("\n".join(r.split("\t")[0] for r in rows) + "\n", encoding="utf-8")
     return {
         "finetune_minilm_sst2": ["finetune", "--train", str(sst2 / "train.tsv"), "--validation", str(sst2 / "dev.tsv"),
-                                 "--test", str(sst2 / "dev.tsv"), "--model", "minilm-l6", "--output",
+                                 "--test", str(sst2 / "dev.tsv"), "--text-column", "text,sentence", "--model", "minilm-l6",
+                                 "--output",
                                  str(work / "finetune_minilm_sst2"), "--overwrite", *cuda,
                                  "--set", f"train.epochs={args.epochs}"],
         "pretrain_mlm_base": ["pretrain", "--corpus", str(corpus), "--preset", "base", "--output",
