@@ -19,21 +19,9 @@ Graphs exported before this (per tensor) still load; `tuneforge.load` runs them 
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 from pathlib import Path
 
-
-@contextlib.contextmanager
-def _quiet_root_logger():
-    # quantize_dynamic logs "consider pre-processing" on the root logger; measured above, not needed.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
+from tuneforge.logs import quieted
 
 
 def quantize_int8(src: Path, dst: Path, per_channel: bool = True) -> dict:
@@ -43,7 +31,7 @@ def quantize_int8(src: Path, dst: Path, per_channel: bool = True) -> dict:
     from onnxruntime.quantization.registry import IntegerOpsRegistry
 
     ops = sorted(op for op in IntegerOpsRegistry if op != "Attention")
-    with _quiet_root_logger():
+    with quieted():  # quantize_dynamic logs "consider pre-processing" on the root logger; measured, not needed
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
                          op_types_to_quantize=ops)
     graph = onnx.load(str(dst))

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tuneforge.errors import UserError
+from tuneforge.logs import quieted
 from tuneforge.model.artifact import atomic_write_text
 from tuneforge.train.checkpoint import latest_checkpoint
 from tuneforge.train.tracking_values import flat_config, summary_values, tracker_values
@@ -204,7 +205,7 @@ class Tracking:
         if tracker not in self.trackers and doing != "starting":
             return False
         try:
-            with _quiet_http_retries():
+            with quieted("urllib3"):  # a line per HTTP retry; the one warning line is ours
                 fn(*args)
             return True
         except Exception as exc:  # noqa: BLE001 — tracking must never stop training, whatever the backend raises
@@ -221,7 +222,7 @@ class Tracking:
             if tracker in trackers:
                 trackers.remove(tracker)
         if close:
-            with contextlib.suppress(Exception), _quiet_http_retries():
+            with contextlib.suppress(Exception), quieted("urllib3"):
                 tracker.finish()
 
     def _write_record(self) -> None:
@@ -255,18 +256,6 @@ def _locked_start(tracker, lock: Path | None) -> None:
             tracker.start()
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _quiet_http_retries():
-    """urllib3 logs a line per HTTP retry; the one warning line is ours."""
-    log = logging.getLogger("urllib3")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 def _report_folder(summary, run_dir: Path) -> Path | None:
