@@ -33,7 +33,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "c73be9e4854ec0fc0052f223f4994729dbc1887f",  # issue 20: cross-lingual retrieval
                           "3922bd21257894c06d86b7108bc64d22af0347e6",  # issue 20: waimai_10k side by side
                           "0106dbc0055dba1665b82f0b88ba85c1937aa4c6",  # issue 19: translation decoding and training
-                          "a7f0a6432f9e3faf4f5f38e539a41e03510414a5"}  # issue 19: Multi30k en→de 60-minute run
+                          "a7f0a6432f9e3faf4f5f38e539a41e03510414a5",  # issue 19: Multi30k en→de 60-minute run
+                          "a7d136cfdc7858ea8da84a45da810cd8bfe18f1e"}  # bench_pretrain_quick rerun on a clean tree
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
