@@ -274,8 +274,13 @@ def _ratio_rows() -> list[str]:
                                                "data, token budget, steps)",
                    "bench_seq2seq_train_seed44.json": "The same, third seed (44), on the code of the Multi30k run",
                    "bench_translate.json": "Translation decoding, `mini` preset (untrained, every output 20 tokens), "
-                                           "beam 4, fp32, 100 Multi30k test sentences, 3 rounds: sentences/s vs "
-                                           "`model.generate` and CTranslate2"})
+                                           "beam 4, 100 Multi30k test sentences, 3 rounds: sentences/s of the "
+                                           "default path (`--precision auto`: bf16 on this CPU) vs `model.generate` "
+                                           "(fp32 as it comes; bf16), CTranslate2, and the fp32 variant",
+                   "translate_precision_de-en.json": "bf16 vs fp32 decoding of the Multi30k de→en model, beam 4, "
+                                                     "test_2016_flickr: BLEU and sentences/s",
+                   "probe_onnx_decoder.json": "ONNX Runtime decoder step (with KV cache) vs the PyTorch lean step, "
+                                              "`mini`, 4 rows: ms per step"})
     for name, title in titles.items():
         if not (r := _load(name)):
             continue
@@ -289,6 +294,16 @@ def _ratio_rows() -> list[str]:
             cell = _waimai_cell(r)
         elif r.get("benchmark") == "multi30k":
             cell = _multi30k_cell(r)
+        elif r.get("benchmark") == "translate_precision":
+            sc, sp = r["scores"], r["sentences_per_s"]
+            cell = (f"BLEU fp32 {sc['fp32']['bleu']:.2f} → bf16 **{sc['bf16']['bleu']:.2f}** "
+                    f"({r['bleu_bf16_minus_fp32']:+.2f}), {r['identical_lines']}/{r['sentences']} lines identical; "
+                    f"sentences/s fp32 {', '.join(map(str, sp['fp32']))}, bf16 {', '.join(map(str, sp['bf16']))} "
+                    f"(bf16 slowest / fp32 fastest **{r['speedup_bf16']:.2f}×**)")
+        elif r.get("benchmark") == "probe_onnx_decoder":
+            ms = {k: min(x[k] for x in r["ms_per_step"]) for k in r["ms_per_step"][0]}
+            cell = (", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()) + " (best of each); ONNX Runtime / lean fp32 "
+                    f"min **{r['ratios']['onnxruntime_fp32_over_lean_fp32']['min']:.2f}×** per round")
         elif "e5_minus_minilm_top1_points" in r:
             cell = ", ".join(f"{name} EN→ZH **{v['en_to_zh']['top1']:.3f}**, ZH→EN **{v['zh_to_en']['top1']:.3f}**"
                              for name, v in r["systems"].items() if name in ("multilingual-e5-small", "minilm-l6"))

@@ -351,7 +351,7 @@ def serve(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the model (default: the usable cores minus one for the HTTP side, 1 to 3)."),
     forward_batch_size: int = typer.Option(8, "--forward-batch-size", help="Texts per forward pass: a merged batch is sorted by length and run in sub-batches of this size (less padding)."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | int8 for a PyTorch model folder (bf16: ~1.6× faster on CPUs with native bf16; int8: dynamically quantized linears, CPU)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | bf16 | int8 for a PyTorch model folder (bf16: ~1.6× faster on CPUs with native bf16; int8: dynamically quantized linears, CPU). Default fp32; for an encoder-decoder auto (bf16 decoding on CPUs with native bf16, as `tuneforge translate`)."),
     spinning: Optional[str] = typer.Option(None, "--spinning", help="ONNX export only: when idle ONNX Runtime threads spin instead of sleeping. call (default): during a forward pass, then they sleep; always: between requests too (measured no faster than call; slows everything else on the cores); off: never. Any case."),
 ) -> None:
     """Serve a model over HTTP: /v1/predict, /v1/embed (or, for a causal LM, OpenAI-compatible /v1/chat/completions, /v1/completions, /v1/models; for an encoder-decoder, /v1/translate), /v1/model, /health, /ready, /metrics, /docs and a web page at /."""

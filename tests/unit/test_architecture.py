@@ -19,7 +19,7 @@ ROOT = "tuneforge"
 # Left to right; a unit (a folder, or a module directly under tuneforge/) imports only its own layer or those to
 # its left. Inside a layer imports are free, as long as they make no cycle.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "logs", "resources"),  # leaves: standard library only (resources/ is data, read by name)
+    ("errors", "logs", "hardware", "resources"),  # leaves: standard library only (resources/ is data, read by name)
     ("config",),
     ("data",),
     ("model",),

@@ -54,7 +54,7 @@ def test_translate_keeps_every_line_in_place(mbart_dir, tmp_path, monkeypatch, c
     assert code == 0, err
     hyps = (tmp_path / "out" / "hyp.txt").read_text(encoding="utf-8").split("\n")
     assert hyps[-1] == "" and len(hyps[:-1]) == len(LINES)  # one line per input line, newline-terminated
-    translator = tuneforge.load(str(mbart_dir))
+    translator = tuneforge.load(str(mbart_dir), precision="auto")  # translate's default: bf16 on native-bf16 CPUs
     # (the default cap is per sentence, so batching would not matter either: tests/unit/generate/test_beam.py)
     want = [translator.translate([line], beams=2, max_new_tokens=8)[0] if line.strip() else "" for line in LINES]
     assert hyps[:-1] == want and all(want[i] for i in (0, 2, 4, 5))
@@ -96,6 +96,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(mbart_dir, tiny_model,
     cases = [
         ([*base, "--model", mbart_dir, "--beams", "0"], ["--beams 0"]),
         ([*base, "--model", mbart_dir, "--max-length", "0"], ["--max-length 0"]),
+        ([*base, "--model", mbart_dir, "--precision", "int8"], ["precision 'int8'", "auto, fp32, bf16"]),
         ([*base, "--model", tiny_model], ["bert", "not an encoder-decoder"]),
         ([*base, "--model", tmp_path / "nowhere"], ["nowhere"]),
         (["translate", "--model", mbart_dir, "--input", tmp_path / "missing.txt", "--output", tmp_path / "hyp.txt"],

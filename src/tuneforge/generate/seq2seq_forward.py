@@ -28,11 +28,12 @@ LEAN_TYPES = ("mbart", "bart", "marian")
 PRE_NORM = ("mbart",)  # MBart normalises before each sublayer (and once after the last layer); BART/Marian after
 
 
-def pick_seq2seq_forward(model, fast: bool = True):
-    """`LeanDecoder` for MBart/BART/Marian models when `fast` (and the model qualifies), else `HFSeq2SeqForward`."""
+def pick_seq2seq_forward(model, fast: bool = True, dtype: torch.dtype | None = None):
+    """`LeanDecoder` for MBart/BART/Marian models when `fast` (and the model qualifies), else `HFSeq2SeqForward`.
+    `dtype` bf16 decodes with bf16 weights (None: the model's own dtype)."""
     if fast and LeanDecoder.supports(model):
-        return LeanDecoder(model)
-    return HFSeq2SeqForward(model)
+        return LeanDecoder(model, dtype)
+    return HFSeq2SeqForward(model, dtype)
 
 
 def _expand(rows: torch.Tensor, beams: int) -> torch.Tensor:
@@ -104,9 +105,10 @@ class LeanDecoder:
         return (bool(layers) and all(type(m) is torch.nn.Linear for m in linears)
                 and all(type(m) is torch.nn.LayerNorm for m in norms))
 
-    def __init__(self, model):
+    def __init__(self, model, dtype: torch.dtype | None = None):
         self.model = model
         decoder = model.get_decoder()
+        self.dtype = dtype or model.lm_head.weight.dtype
         self.encoder = model.get_encoder()
         config = model.config
         self.pre_norm = config.model_type in PRE_NORM
@@ -125,8 +127,8 @@ class LeanDecoder:
         self.act = decoder.layers[0].activation_fn
         self.max_positions = self.positions.shape[0] - self.position_offset
         pack = getattr(model, PACK, None)
-        if not current(pack, _fingerprint(model)) or pack["transposed"] != TRANSPOSED:
-            pack = _pack(model)
+        if not current(pack, _fingerprint(model)) or pack["transposed"] != TRANSPOSED or pack["dtype"] != self.dtype:
+            pack = _pack(model, self.dtype)
             if pack["source"] is not None:  # a trainable model's pack is used once, not kept beside its weights
                 object.__setattr__(model, PACK, pack)  # not a submodule or parameter: state_dict, .to() ignore it
         self.layers, self.head, self.cross_kv = pack["layers"], pack["head"], pack["cross_kv"]
@@ -137,7 +139,7 @@ class LeanDecoder:
         layer's cross-attention keys/values; one decoder row per sentence until `reorder` branches beams off."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         b, s, _ = hidden.shape
-        cross = _mm(hidden, *self.cross_kv).view(b, s, self.count, 2, self.heads, self.dim)
+        cross = _mm(hidden.to(self.dtype), *self.cross_kv).view(b, s, self.count, 2, self.heads, self.dim)
         cross = cross.permute(2, 3, 0, 4, 1, 5).contiguous()  # (layers, 2, sentences, heads, source, dim)
         mask = None if bool(attention_mask.all()) else attention_mask[:, None, None, :].bool()
         return LeanState(cross, mask, capacity, self.count, self.heads, self.dim)
@@ -151,9 +153,10 @@ class LeanDecoder:
             x = F.layer_norm(x, *self.norm_embedding)
         sentences, beams, heads, dim, width, pre = state.sentences, rows // state.sentences, self.heads, self.dim, \
             self.width, self.pre_norm
+        dt = self.dtype  # of the matrices; the residual stream and the layer norms stay in the model's dtype
         for i, w in enumerate(self.layers):
             # self-attention over the tokens fed so far (no mask: every row has fed the same number of tokens)
-            h = F.layer_norm(x, *w["ln1"]) if pre else x
+            h = (F.layer_norm(x, *w["ln1"]) if pre else x).to(dt)
             qkv = _mm(h, *w["qkv"]).view(rows, 3, heads, 1, dim)
             kv = state.kv[:, i]
             kv[:, :, :, t] = qkv[:, 1:, :, 0]
@@ -161,20 +164,20 @@ class LeanDecoder:
             x = x + _mm(a.view(rows, width), *w["o"])
             x = x if pre else F.layer_norm(x, *w["ln1"])
             # cross-attention: a sentence's beams are that sentence's queries against its keys/values
-            h = F.layer_norm(x, *w["ln2"]) if pre else x
+            h = (F.layer_norm(x, *w["ln2"]) if pre else x).to(dt)
             q = _mm(h, *w["cq"]).view(sentences, beams, heads, dim).transpose(1, 2)
             a = F.scaled_dot_product_attention(q, state.cross[i, 0], state.cross[i, 1], attn_mask=state.mask,
                                                scale=self.scale)
             x = x + _mm(a.transpose(1, 2).reshape(rows, width), *w["co"])
             x = x if pre else F.layer_norm(x, *w["ln2"])
             # feed-forward
-            h = F.layer_norm(x, *w["ln3"]) if pre else x
+            h = (F.layer_norm(x, *w["ln3"]) if pre else x).to(dt)
             x = x + _mm(self.act(_mm(h, *w["fc1"])), *w["fc2"])
             x = x if pre else F.layer_norm(x, *w["ln3"])
         if self.norm_final is not None:
             x = F.layer_norm(x, *self.norm_final)
         state.length = t + 1
-        return _mm(x, *self.head)
+        return _mm(x.to(dt), *self.head).float()
 
 
 PACK = "_tuneforge_lean_seq2seq"  # on a model: its decoder matrices as LeanDecoder reads them, and their source
@@ -190,15 +193,16 @@ def _fingerprint(model) -> list[tuple[int, int]] | None:
     return fingerprint(tensors)
 
 
-def _pack(model) -> dict:
+def _pack(model, dtype: torch.dtype) -> dict:
     """Every decoder matrix as `_mm` reads it, with its bias: query/key/value of a layer's self-attention as one
     matrix, every layer's cross-attention keys/values as one (computed once per batch); the LM head with
-    final_logits_bias folded into its bias."""
+    final_logits_bias folded into its bias; matrices and biases in `dtype`, layer norms as the model has them."""
     with torch.inference_mode(False), torch.no_grad():
         def lin(*mods):
             weight = torch.cat([m.weight for m in mods]) if len(mods) > 1 else mods[0].weight
             weight = weight.t().contiguous() if TRANSPOSED else weight.detach()
-            return weight, _cat_bias(*mods)
+            bias = _cat_bias(*mods)
+            return weight.to(dtype), None if bias is None else bias.to(dtype)
 
         layers = []
         for layer in model.get_decoder().layers:
@@ -212,9 +216,10 @@ def _pack(model) -> dict:
         head, head_bias = lin(model.lm_head)
         extra = getattr(model, "final_logits_bias", None)
         if extra is not None and bool(extra.any()):
-            head_bias = extra[0].clone() if head_bias is None else head_bias + extra[0]
+            extra = extra[0].to(dtype)
+            head_bias = extra.clone() if head_bias is None else head_bias + extra
         return {"layers": layers, "cross_kv": lin(*cross), "head": (head, head_bias), "transposed": TRANSPOSED,
-                "source": _fingerprint(model)}
+                "dtype": dtype, "source": _fingerprint(model)}
 
 
 def _mm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -274,18 +279,27 @@ class HFSeq2SeqForward:
 
     name = "transformers"
 
-    def __init__(self, model):
+    def __init__(self, model, dtype: torch.dtype | None = None):
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
         self.model = model
+        own = next(model.parameters()).dtype
+        # another dtype than the weights': autocast (re-casts the weights at every call; the lean step keeps copies)
+        self.autocast = dtype is not None and dtype != own
+        self.dtype = dtype or own
         self._cache = lambda: EncoderDecoderCache(DynamicCache(config=model.config), DynamicCache(config=model.config))
         config = model.config
         self.max_positions = None if config.model_type in ("t5", "mt5", "umt5", "longt5") else \
             getattr(config, "max_position_embeddings", None)
 
+    def _cast(self):
+        device = next(self.model.parameters()).device.type
+        return torch.autocast(device, dtype=self.dtype, enabled=self.autocast)
+
     @torch.no_grad()
     def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, capacity: int) -> HFState:
-        hidden = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        with self._cast():
+            hidden = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return HFState(hidden, attention_mask, self._cache())
 
     @torch.no_grad()
@@ -295,7 +309,8 @@ class HFSeq2SeqForward:
         index = _expand(state.sentences, state.beams).to(state.hidden.device)
         hidden = state.hidden if state.beams == 1 else state.hidden.index_select(0, index)
         mask = state.mask if state.beams == 1 else state.mask.index_select(0, index)
-        out = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
-                         decoder_input_ids=ids[:, None], cache=state.cache, use_cache=True)
+        with self._cast():
+            out = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
+                             decoder_input_ids=ids[:, None], cache=state.cache, use_cache=True)
         state.length += 1
         return out.logits[:, -1].float()

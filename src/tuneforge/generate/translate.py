@@ -13,19 +13,28 @@ class Translator:
     """An encoder-decoder and its tokenizer. `batch_size` sentences decode together (sorted by length);
     sources longer than `max_source_length` tokens (or the model's positions) are cut. `fast` uses the lean
     MBart/BART/Marian decoder step where the model qualifies. `normalize`: clean each text as training did
-    (Unicode NFKC, whitespace collapsed: `data.sources.clean_text`), so a file translates as the run's report did."""
+    (Unicode NFKC, whitespace collapsed: `data.sources.clean_text`), so a file translates as the run's report did.
+    `precision` "bf16" decodes with bf16 copies of the decoder's matrices (the weights stay as loaded; layer norms
+    and the residual stream stay fp32): see PRECISIONS."""
 
     def __init__(self, model, tokenizer, manifest=None, batch_size: int = 32, max_source_length: int = 256,
-                 fast: bool = True, normalize: bool = False):
+                 fast: bool = True, normalize: bool = False, precision: str = "fp32"):
         self.model, self.tokenizer, self.manifest = model, tokenizer, manifest
         self.batch_size, self.max_source_length, self.fast = batch_size, max_source_length, fast
         self.normalize = normalize
+        self.precision = precision
+
+    @property
+    def dtype(self):
+        import torch
+
+        return torch.bfloat16 if self.precision == "bf16" else None
 
     @classmethod
-    def load(cls, folder, threads: int | None = None) -> Translator:
+    def load(cls, folder, threads: int | None = None, precision: str = "fp32") -> Translator:
         """The model folder (a translation run's final/, any encoder-decoder folder, alias or hub id) in eval mode;
         `threads` sets torch's intra-op threads (process-wide). A TuneForge folder's manifest gives the source
-        length its model was trained with."""
+        length its model was trained with. `precision`: fp32, bf16, or auto (`decode_precision`)."""
         import torch
 
         from tuneforge.model.manifest import MANIFEST, read_manifest
@@ -40,7 +49,8 @@ class Translator:
         manifest = read_manifest(path) if (path / MANIFEST).is_file() else None
         max_source = manifest.max_length if manifest is not None else 256
         normalize = bool(getattr(manifest, "normalize", False)) if manifest is not None else False
-        return cls(model, tokenizer, manifest, max_source_length=max_source, normalize=normalize)
+        return cls(model, tokenizer, manifest, max_source_length=max_source, normalize=normalize,
+                   precision=decode_precision(precision))
 
     @property
     def pad_id(self) -> int:
@@ -82,7 +92,24 @@ class Translator:
         if not todo:
             return out
         ids = translate_ids(self.model, self.source_ids([texts[i] for i in todo]), settings, self.pad_id,
-                            batch_size=self.batch_size, fast=self.fast, progress=progress)
+                            batch_size=self.batch_size, fast=self.fast, progress=progress, dtype=self.dtype)
         for i, hyp in zip(todo, ids):
             out[i] = self.tokenizer.decode(hyp, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return out
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def decode_precision(precision: str) -> str:
+    """fp32 or bf16 for `precision` (auto: bf16 on a CPU that computes it natively, avx512_bf16/AMX, as training's
+    `runtime.precision` auto; fp32 elsewhere)."""
+    from tuneforge.errors import UserError
+
+    if precision not in PRECISIONS:
+        raise UserError(f"precision '{precision}': an encoder-decoder decodes in {', '.join(PRECISIONS)}.")
+    if precision != "auto":
+        return precision
+    from tuneforge.hardware import cpu_has_native_bf16
+
+    return "bf16" if cpu_has_native_bf16() else "fp32"

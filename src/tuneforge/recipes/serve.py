@@ -31,7 +31,7 @@ def serve_threads() -> int:
     return max(1, default_threads() - 1)
 
 
-def load_generator(model: str, threads: int, precision: str = "fp32", spinning: str | None = None):
+def load_generator(model: str, threads: int, precision: str | None = None, spinning: str | None = None):
     """A causal LM (folder, alias, or LoRA adapter folder) as the app serves it (`ServedGenerator`), on the GPU when
     there is one. `serve.load.load_text_generator` loads it (and merges an adapter), as `tuneforge.load` does."""
     import torch
@@ -41,13 +41,14 @@ def load_generator(model: str, threads: int, precision: str = "fp32", spinning: 
 
     if spinning is not None:
         raise UserError(f"{model}: spinning is an ONNX Runtime setting and this is a causal LM; drop --spinning.")
-    text = load_text_generator(model, precision, threads=threads)
+    text = load_text_generator(model, precision or "fp32", threads=threads)
     if torch.cuda.is_available():
         text.model.to("cuda")
     return ServedGenerator(text.model, text.tokenizer)
 
 
-def load_predictor(model: str, threads: int | None = None, batch_size: int = FORWARD_BATCH_SIZE, precision: str = "fp32",
+def load_predictor(model: str, threads: int | None = None, batch_size: int = FORWARD_BATCH_SIZE,
+                   precision: str | None = None,
                    spinning: str | None = None):
     """The predictor (or, for a causal LM folder, the ServedGenerator) and its resolved folder; a missing folder is
     a one-line UserError."""
@@ -96,7 +97,7 @@ def log_config(level: str = "info") -> dict:
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
           threads: int | None = None, log_level: str = "info", forward_batch_size: int = FORWARD_BATCH_SIZE,
-          precision: str = "fp32", spinning: str | None = None) -> None:
+          precision: str | None = None, spinning: str | None = None) -> None:
     import uvicorn
 
     from tuneforge.serve.app import create_app

@@ -48,8 +48,9 @@ def read_lines(path: str) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
-def open_translator(model: str, threads: int | None = None, batch_size: int = 32):
-    """The `Translator` for `model` (folder or alias); UserError when it is not an encoder-decoder."""
+def open_translator(model: str, threads: int | None = None, batch_size: int = 32, precision: str = "fp32"):
+    """The `Translator` for `model` (folder or alias) decoding in `precision` (fp32, bf16, auto); UserError when it
+    is not an encoder-decoder."""
     import json
 
     from tuneforge.model.resolve import resolve_model
@@ -67,7 +68,7 @@ def open_translator(model: str, threads: int | None = None, batch_size: int = 32
         except (OSError, ValueError):
             kind = None
         raise UserError(f"{model}: a {kind or 'unknown'} model is not an encoder-decoder; {needs}")
-    return load_translator(folder, threads=threads, batch_size=batch_size)
+    return load_translator(folder, precision, threads=threads, batch_size=batch_size)
 
 
 def one_line(text: str) -> str:

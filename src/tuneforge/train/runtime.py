@@ -7,6 +7,7 @@ import os
 import torch
 
 from tuneforge.config import RuntimeConfig
+from tuneforge.hardware import cpu_has_native_bf16
 
 
 def world_size() -> int:
@@ -58,21 +59,6 @@ def pin_precision(cfg, accelerator):
     cfg = cfg.model_copy(deep=True)
     cfg.runtime.precision = chosen
     return cfg, {"runtime.precision": f"{chosen} ({why}; --set runtime.precision={other} to change)"}
-
-
-def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True on Linux when the x86 `flags` line lists avx512_bf16 or amx_bf16 (bf16 dot products in hardware).
-    Elsewhere False (fp32): macOS and Windows have no /proc/cpuinfo, and ARM CPUs list `Features`, not `flags`
-    (ARM's bf16 is not measured here, so it is left out)."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
 
 
 def reuse_freed_memory() -> bool:

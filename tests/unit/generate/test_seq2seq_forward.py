@@ -157,3 +157,41 @@ def test_lean_step_only_where_it_computes_the_same():
     assert not LeanDecoder.supports(model)
     assert isinstance(pick_seq2seq_forward(model), HFSeq2SeqForward)
     assert not LeanDecoder.supports(build("t5"))
+
+
+def drive_logits(forward, model, ids, mask) -> list[torch.Tensor]:
+    """Logits of 5 greedy-shaped steps (one row per sentence, the same fed tokens for any forward)."""
+    state = forward.start(ids, mask, capacity=8)
+    fed = torch.full((ids.shape[0],), model.generation_config.decoder_start_token_id)
+    out = []
+    for step in range(5):
+        out.append(forward.step(state, fed))
+        fed = torch.full_like(fed, 4 + step)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["mbart", "marian", "t5"])
+def test_bf16_decoding_stays_near_fp32_and_really_runs_bf16(kind):
+    """`dtype=torch.bfloat16` (`--precision bf16`): the lean step packs bf16 matrices (the fallback autocasts);
+    its fp32 logits stay within bf16's rounding of the fp32 step's and pick the same next tokens, but are not equal
+    to them (they would be if fp32 still ran)."""
+    model = build(kind).requires_grad_(False)
+    ids, mask = sources()
+    full = drive_logits(pick_seq2seq_forward(model), model, ids, mask)
+    forward = pick_seq2seq_forward(model, dtype=torch.bfloat16)
+    half = drive_logits(forward, model, ids, mask)
+    if kind != "t5":
+        assert isinstance(forward, LeanDecoder) and forward.head[0].dtype == torch.bfloat16
+        assert forward.layers[0]["fc1"][0].dtype == torch.bfloat16
+    else:
+        assert isinstance(forward, HFSeq2SeqForward) and forward.autocast
+    assert next(model.parameters()).dtype == torch.float32  # the model's own weights are untouched
+    for a, b in zip(full, half):
+        assert b.dtype == torch.float32
+        scale = a.abs().max().item()
+        assert (a - b).abs().max().item() < 0.05 * scale
+        assert torch.equal(a.argmax(-1), b.argmax(-1))
+    assert any((a - b).abs().max().item() > 0 for a, b in zip(full, half))
+    # the fp32 pack and the bf16 pack are separate: asking for fp32 again gives fp32 matrices
+    if kind != "t5":
+        assert LeanDecoder(model).head[0].dtype == torch.float32

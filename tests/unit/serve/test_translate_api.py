@@ -41,8 +41,18 @@ def client(translator, mbart_dir):
         yield client_ready(c)
 
 
-def test_load_gives_a_translator_and_the_app_serves_it(translator):
+def test_load_gives_a_translator_and_the_app_serves_it(translator, mbart_dir, monkeypatch):
+    import tuneforge.hardware as hardware
+
     assert type(translator).__name__ == "Translator" and hasattr(translator, "translate")
+    # an encoder-decoder's default precision is auto: bf16 decoding where the CPU computes bf16 natively
+    assert translator.precision == ("bf16" if hardware.cpu_has_native_bf16() else "fp32")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda native=native: native)
+        assert tuneforge.load(str(mbart_dir)).precision == expected
+    assert tuneforge.load(str(mbart_dir), precision="fp32").precision == "fp32"
+    with pytest.raises(UserError, match="precision 'int8'"):
+        tuneforge.load(str(mbart_dir), precision="int8")
     served = as_translator(translator)
     assert isinstance(served, ServedTranslator) and served.task == "translation" and served.positions == 64
 
