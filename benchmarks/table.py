@@ -34,7 +34,9 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "3922bd21257894c06d86b7108bc64d22af0347e6",  # issue 20: waimai_10k side by side
                           "0106dbc0055dba1665b82f0b88ba85c1937aa4c6",  # issue 19: translation decoding and training
                           "a7f0a6432f9e3faf4f5f38e539a41e03510414a5",  # issue 19: Multi30k en→de 60-minute run
-                          "a7d136cfdc7858ea8da84a45da810cd8bfe18f1e"}  # bench_pretrain_quick rerun on a clean tree
+                          "a7d136cfdc7858ea8da84a45da810cd8bfe18f1e",  # bench_pretrain_quick rerun on a clean tree
+                          "d72b8c9aaf336e741163cbbbd0f18a20793a4200",  # issue 19: Multi30k de→en 60-minute run
+                          "c9ca2420882c9166b374ad020ed4e40bf69a9a1b"}  # issue 19: bf16 decoding, ONNX decoder probe
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 

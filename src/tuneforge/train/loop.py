@@ -18,7 +18,10 @@ import torch
 from tuneforge.errors import UserError
 from tuneforge.train.checkpoint import load_best, load_best_sharded, save_best, save_checkpoint
 from tuneforge.train.progress import MetricsLog, make_progress
+from tuneforge.train.runtime import rss_mb, trim_freed_memory
 from tuneforge.train.sparse_rows import clip_gradients, flush
+
+TRIM_EVERY = 100  # the trim_memory lever: steps between handing freed heap pages back (runtime.trim_freed_memory)
 
 
 @dataclass
@@ -39,6 +42,7 @@ class LoopConfig:
     progress: bool = True
     flops_per_token: float | None = None  # training FLOPs per token, for the MFU column
     peak_flops: float | None = None  # the machine's measured matmul peak (FLOP/s)
+    trim_every: int = 0  # steps between handing freed heap pages back (after each evaluation too); 0 = never
 
 
 @dataclass
@@ -138,6 +142,8 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
                 window["loss"].append(loss)
                 _update_clock(accelerator, state, start, cfg)
                 scheduler.step(_progress(state, cfg))
+                if cfg.trim_every and state.step % cfg.trim_every == 0:
+                    trim_freed_memory()
                 if state.step % cfg.log_every == 0 or state.step == cfg.total_steps:
                     _log_train(accelerator, log, progress, task, state, window, len(batches), scheduler, cfg)
                 progress.update(task, completed=state.step)
@@ -147,6 +153,8 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
                     paused = time.time()
                     flush(optimizer)  # weights the optimizer holds apart land before they are read or saved
                     _evaluate_and_checkpoint(accelerator, model, evaluate, cfg, state, log)
+                    if cfg.trim_every:
+                        trim_freed_memory()  # evaluation's blocks (other shapes) do not stay resident
                     window["t"] += time.time() - paused  # evaluation time is not training time...
                     start = time.time() - state.train_seconds  # ...for the throughput nor the budget
                 if state.stop_reason:
@@ -205,7 +213,7 @@ def _log_train(accelerator, log: MetricsLog, progress, task, state: LoopState, w
     sps, tps = window["samples"] / seconds, window["tokens"] / seconds
     record = {"step": state.step, "epoch": round(state.epoch + state.batch_in_epoch / n_batches, 3),
               "loss": round(mean_loss, 5), "lr": scheduler.get_last_lr()[0], "samples_per_s": round(sps, 2),
-              "tokens_per_s": round(tps, 1), "tokens": state.tokens}
+              "tokens_per_s": round(tps, 1), "tokens": state.tokens, "rss_mb": rss_mb()}
     info = f"loss {mean_loss:.4f} · {sps:.0f} samples/s"
     if cfg.flops_per_token and cfg.peak_flops:
         record["mfu"] = round(tps * cfg.flops_per_token / (cfg.peak_flops * accelerator.num_processes), 4)

@@ -81,6 +81,32 @@ def reuse_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
+def trim_freed_memory() -> bool:
+    """glibc: hand the freed pages of every heap back to the system (`malloc_trim(0)`), keeping the address space.
+    With `reuse_memory` the heap is never trimmed by glibc itself, so blocks freed in shapes that do not come back
+    (evaluation's, varying batch shapes) stayed resident: a one-hour translation run of a 7.7M model reached
+    6-8 GB RSS. The loop calls this after each evaluation and every `TRIM_EVERY` steps; the pages a step needs
+    again are faulted back once. False where it does not apply (not glibc)."""
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MB (0.0 where /proc is absent)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return round(int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def measure_matmul_peak(device=None, dtype: torch.dtype | None = None, size: int = 1024, trials: int = 3,
                         seconds: float = 0.25) -> float:
     """Achieved FLOP/s of a square matmul on this device with the current threads: the MFU denominator.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-SYSTEM = ("samples_per_s", "tokens_per_s", "mfu")  # logged as system/<name>
+SYSTEM = ("samples_per_s", "tokens_per_s", "mfu", "rss_mb")  # logged as system/<name>
 
 
 def flat_config(cfg) -> dict:
@@ -35,7 +35,7 @@ def tracker_values(record: dict) -> dict:
         if key in ("step", "split") or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         out[f"system/{key}" if key in SYSTEM else f"{prefix}/{key}"] = value
-    if "split" not in record:
+    if "split" not in record and "rss_mb" not in record:  # the loop's train records carry it
         out["system/rss_mb"] = round(_rss_bytes() / 2**20, 1)
     return out
 
