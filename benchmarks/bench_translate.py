@@ -4,8 +4,9 @@ sentences of Multi30k test_2016_flickr.en), at batch 1 (one sentence per call) a
 which side goes first. Sentences/s = sentences / wall time of the decode from source ids to output ids (no
 tokenizing or detokenising on any side).
 
-Sides: `tuneforge` is the default path (`tuneforge translate`'s --precision auto: bf16 decoder matrices on a CPU
-with native bf16, else fp32); `tuneforge_fp32` the fp32 variant; `transformers` is `generate` as it comes (fp32);
+Sides: `tuneforge` is the default path (`tuneforge translate`'s --decoder auto: the decoder step on ONNX Runtime for
+an MBart/BART/Marian model; else its --precision auto: bf16 decoder matrices on a CPU with native bf16);
+`tuneforge_bf16` and `tuneforge_fp32` the PyTorch step in each precision; `transformers` is `generate` as it comes (fp32);
 `transformers_bf16` is `generate` on a bf16 copy of the model (the same precision as the default path on such a
 CPU); `ctranslate2` its default compute type. The target is judged on the default path against `generate` as
 it comes; the same-precision ratios are reported beside it.
@@ -73,14 +74,14 @@ class Sides:
     """The decoders on one model and source set; each call decodes `batch` (a list of source id lists) and
     returns output ids (without start, EOS and padding)."""
 
-    def __init__(self, model, tokenizer, ct2, fixed: int | None, precision: str):
+    def __init__(self, model, tokenizer, ct2, fixed: int | None, precision: str, onnx):
         import copy
 
         import torch
 
         from tuneforge.generate.beam import BeamSettings
 
-        self.model, self.tokenizer, self.ct2, self.fixed = model, tokenizer, ct2, fixed
+        self.model, self.tokenizer, self.ct2, self.fixed, self.onnx = model, tokenizer, ct2, fixed, onnx
         self.dtype = torch.bfloat16 if precision == "bf16" else None
         self.model_bf16 = copy.deepcopy(model).to(torch.bfloat16)
         self.pad = tokenizer.pad_token_id
@@ -95,7 +96,15 @@ class Sides:
     def tuneforge(self, batch):
         from tuneforge.generate.beam import translate_ids
 
-        return translate_ids(self.model, batch, self.settings, self.pad, batch_size=len(batch), dtype=self.dtype)
+        return translate_ids(self.model, batch, self.settings, self.pad, batch_size=len(batch), dtype=self.dtype,
+                             forward=self.onnx)
+
+    def tuneforge_bf16(self, batch):
+        import torch
+
+        from tuneforge.generate.beam import translate_ids
+
+        return translate_ids(self.model, batch, self.settings, self.pad, batch_size=len(batch), dtype=torch.bfloat16)
 
     def tuneforge_fp32(self, batch):
         from tuneforge.generate.beam import translate_ids
@@ -158,6 +167,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=20, help="--preset only: tokens every output has")
     ap.add_argument("--no-batch32", action="store_true")
     ap.add_argument("--no-ctranslate2", action="store_true")
+    ap.add_argument("--decoder", default="auto", help="the default side's decoder step (auto: as `tuneforge translate`)")
     ap.add_argument("--precision", default="auto", help="the default side's decoding precision (auto: as "
                     "`tuneforge translate`)")
     add_output_args(ap, RESULTS / "bench_translate.json")
@@ -183,15 +193,19 @@ def main() -> None:
             described = (f"untrained preset {args.preset} ({model.config.d_model} wide, {model.config.encoder_layers}"
                          f"+{model.config.decoder_layers} layers, vocabulary {model.config.vocab_size}), EOS "
                          f"suppressed: exactly {fixed} tokens per output")
-        from tuneforge.generate.translate import Translator, decode_precision
+        from tuneforge.generate.seq2seq_onnx import OnnxDecoder
+        from tuneforge.generate.translate import Translator, decode_precision, use_onnx
 
         precision = decode_precision(args.precision)
+        onnx = OnnxDecoder.for_model(model, args.threads) if use_onnx(model, args.decoder) else None
         sources = Translator(model, tokenizer).source_ids(texts)
         ct2, ct2_note = (None, "skipped (--no-ctranslate2)") if args.no_ctranslate2 else \
             ctranslate2_translator(folder, work, args.threads)
-        sides = Sides(model, tokenizer, ct2, fixed, precision)
-        names = ["tuneforge", "tuneforge_fp32", "transformers", "transformers_bf16"] + (["ctranslate2"] if ct2 else [])
-        pairs = [("tuneforge_fp32", "transformers"), ("tuneforge", "transformers_bf16"), ("tuneforge", "transformers")]
+        sides = Sides(model, tokenizer, ct2, fixed, precision, onnx)
+        names = ["tuneforge", "tuneforge_bf16", "tuneforge_fp32", "transformers", "transformers_bf16"] + \
+            (["ctranslate2"] if ct2 else [])
+        pairs = [("tuneforge_fp32", "transformers"), ("tuneforge", "tuneforge_fp32"),
+                 ("tuneforge_bf16", "transformers_bf16")]
         sizes = [1] + ([] if args.no_batch32 else [32])
         for name in names:  # warm-up: first-call allocations and lazy imports on every side
             getattr(sides, name)(sources[:1])
@@ -215,20 +229,22 @@ def main() -> None:
                 flush=True)
     ratios = {}
     for size in sizes:
-        for mine, other in [("tuneforge", n) for n in names[2:]] + [("tuneforge_fp32", "transformers")]:
+        for mine, other in [("tuneforge", n) for n in names[1:]] + [("tuneforge_fp32", "transformers")]:
             values = [x["sentences_per_s"][f"batch{size}"][mine] / x["sentences_per_s"][f"batch{size}"][other]
                       for x in rounds]
             key = f"batch{size}_vs_{other}" if mine == "tuneforge" else f"batch{size}_{mine}_vs_{other}"
             ratios[key] = {"per_round": [round(v, 3) for v in values], "min": round(min(values), 3),
                            "median": round(statistics.median(values), 3)}
     judged = ratios["batch1_vs_transformers"]
-    result = {"benchmark": "translate_speed", "model": described, "precision": precision, "beams": BEAMS,
+    result = {"benchmark": "translate_speed", "model": described, "decoder": "onnxruntime" if onnx else "pytorch",
+              "precision": precision, "beams": BEAMS,
               "length_penalty": 1.0, "sentences": len(sources), "threads": args.threads,
               "source_tokens_mean": round(statistics.mean(map(len, sources)), 2),
               "new_tokens": fixed or "until EOS", "decoder_step": _step_name(model), "ctranslate2": ct2_note,
               "rounds": rounds, "ratios": ratios,
-              "target": {"what": f"batch-1 beam-4 sentences/s, the default path ({precision}) >= 2x model.generate as "
-                                 "it comes (fp32, same model)", "bound": 2.0,
+              "target": {"what": "batch-1 beam-4 sentences/s, the default path "
+                                 f"({'onnxruntime' if onnx else precision}) >= 2x model.generate as it comes (fp32, "
+                                 "same model)", "bound": 2.0,
                          "judged_on": "min over rounds", "value": judged["min"], "met": judged["min"] >= 2.0},
               "load_average_at_end": load_average(), "command": invocation("bench_translate")}
     path = write_result(args.out, result, started, args.allow_dirty, env)

@@ -45,8 +45,8 @@ def sample(rows: int, test: int, folder: Path) -> tuple[Path, Path]:
 
 def run_case(levers: str, train: Path, test: Path, folder: Path, args) -> dict:
     run = folder / levers.replace(",", "_").replace("-", "no-")
-    cmd = [sys.executable, "-m", "tuneforge", "finetune", "--train", str(train), "--test", str(test), "--text-column", "review",
-           "--output", str(run), "--overwrite", "--set", f"runtime.levers={levers}",
+    cmd = [sys.executable, "-m", "tuneforge", "finetune", "--train", str(train), "--test", str(test),
+           "--text-column", "review", "--output", str(run), "--overwrite", "--set", f"runtime.levers={levers}",
            "--set", f"train.max_steps={args.steps}", "--set", f"eval.every_steps={args.steps // 3}",
            "--set", "runtime.progress=false", "--set", "eval.baseline=false", "--set", "eval.bootstrap_samples=0"]
     start = time.perf_counter()

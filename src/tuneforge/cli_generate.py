@@ -86,6 +86,7 @@ def translate(
     no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", help="Forbid repeating any n-gram of this size in an output (0 = off; 3 curbs loops)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sentences decoded together (sorted by length first, so a batch pads little)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch intra-op threads (default: torch's)."),
+    decoder: str = typer.Option("auto", "--decoder", help="auto | torch | onnx. onnx runs the decoder step on ONNX Runtime (exported once per model, cached under ~/.cache/tuneforge/onnx; fp32, so --precision does not apply); auto picks it for MBart/BART/Marian models (every TuneForge translation model) on the CPU when onnxruntime is installed, else torch."),
     precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16. bf16 decodes with bf16 copies of the decoder's matrices (layer norms and the residual stream stay fp32); auto picks it on CPUs with native bf16 (avx512_bf16/AMX), else fp32. See docs/commands/translate.md for its speed and BLEU."),
 ) -> None:
     """Translate a text file, one sentence per line, with an encoder-decoder (beam search or greedy)."""
@@ -96,7 +97,7 @@ def translate(
 
     recipe.check_options(beams, max_length, no_repeat_ngram, batch_size, threads)
     lines = recipe.read_lines(input)  # a missing or broken file fails before the model loads
-    translator = recipe.open_translator(model, threads, batch_size, precision)
+    translator = recipe.open_translator(model, threads, batch_size, precision, decoder)
     with Progress(TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("translate", total=len(lines))
@@ -106,7 +107,7 @@ def translate(
     empty = f", {summary['empty']:,} empty kept empty" if summary["empty"] else ""
     speed = f", {summary['sentences_per_s']:,} sentences/s" if summary["sentences_per_s"] else ""
     typer.echo(f"wrote {summary['lines']:,} lines to {summary['output']} ({summary['translated']:,} translated with "
-               f"beam {beams}{empty}{speed})")
+               f"beam {beams} on {getattr(translator, 'decoder', 'pytorch')}{empty}{speed})")
 
 
 def print_translation_summary(summary) -> None:

@@ -58,7 +58,7 @@ def test_translate_keeps_every_line_in_place(mbart_dir, tmp_path, monkeypatch, c
     # (the default cap is per sentence, so batching would not matter either: tests/unit/generate/test_beam.py)
     want = [translator.translate([line], beams=2, max_new_tokens=8)[0] if line.strip() else "" for line in LINES]
     assert hyps[:-1] == want and all(want[i] for i in (0, 2, 4, 5))
-    assert "wrote 6 lines" in out and "4 translated with beam 2" in out and "2 empty kept empty" in out
+    assert "wrote 6 lines" in out and "4 translated with beam 2 on onnxruntime" in out and "2 empty kept empty" in out
     assert not [p for p in (tmp_path / "out").iterdir() if p.name != "hyp.txt"]  # no temp file left
 
 

@@ -19,9 +19,9 @@ LEVERS: dict[str, str] = {
     "fused_adamw": "AdamW as one fused kernel per parameter group instead of PyTorch's per-parameter loop.",
     "reuse_memory": "glibc: freed memory stays in the process for the next step instead of being unmapped and "
                     "page-faulted back (about 12,000 page faults per step of the default model).",
-    "trim_memory": "glibc: the freed heap pages go back to the system after each evaluation and every 100 steps "
-                   "(malloc_trim), so blocks freed in shapes that do not come back stop counting in RSS; with "
-                   "reuse_memory alone a one-hour translation run of a 7.7M model reached 6-8 GB.",
+    "trim_memory": "glibc: the freed heap pages go back to the system after each evaluation (malloc_trim), so "
+                   "blocks freed in evaluation's shapes stop counting in RSS; with reuse_memory alone a one-hour "
+                   "translation run of a 7.7M model reached 6-8 GB.",
     "length_grouping": "Training batches of similar length (shuffled mega-batches sorted by length), so less padding "
                        "is computed; off: plain shuffled batches.",
     "label_logits": "Causal-LM fine-tuning (sft): the LM head and its softmax run only at the positions whose next "

@@ -69,17 +69,18 @@ def decode_length(settings: BeamSettings, longest_source: int, max_positions: in
 @torch.inference_mode()
 def translate_ids(model, source_ids: list[list[int]], settings: BeamSettings, pad_id: int, batch_size: int = 32,
                   fast: bool = True, progress: Callable[[int], None] | None = None,
-                  dtype: torch.dtype | None = None) -> list[list[int]]:
+                  dtype: torch.dtype | None = None, forward=None) -> list[list[int]]:
     """Output token ids (without the start token, EOS and padding) for each source (token ids with the
     tokenizer's own special tokens, e.g. a closing </s>), in input order. `fast` picks the lean MBart/BART/Marian
     decoder step where the model qualifies (else the model's own forward); `progress(n)` is called with the number
     of sentences each finished batch held; `dtype` torch.bfloat16 decodes with bf16 matrices (None: the model's
-    dtype). The model runs in eval mode and is put back in the mode it was in."""
+    dtype); `forward` a ready decoder step to use instead (`seq2seq_onnx.OnnxDecoder`). The model runs in eval mode
+    and is put back in the mode it was in."""
     if not isinstance(settings, BeamSettings):
         raise TypeError("settings must be a BeamSettings")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"batch_size={batch_size!r} (--batch-size): use a whole number of at least 1.")
-    forward = pick_seq2seq_forward(model, fast, dtype)
+    forward = forward or pick_seq2seq_forward(model, fast, dtype)
     spec = _Spec(model, settings, pad_id)
     limit = getattr(model.config, "max_position_embeddings", None) if forward.max_positions else None
     for i, ids in enumerate(source_ids):

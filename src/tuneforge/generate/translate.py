@@ -15,14 +15,16 @@ class Translator:
     MBart/BART/Marian decoder step where the model qualifies. `normalize`: clean each text as training did
     (Unicode NFKC, whitespace collapsed: `data.sources.clean_text`), so a file translates as the run's report did.
     `precision` "bf16" decodes with bf16 copies of the decoder's matrices (the weights stay as loaded; layer norms
-    and the residual stream stay fp32): see PRECISIONS."""
+    and the residual stream stay fp32): see PRECISIONS. `onnx` (an `OnnxDecoder`) runs the decoder step on ONNX
+    Runtime instead (fp32; `Translator.load` sets it up where it applies)."""
 
     def __init__(self, model, tokenizer, manifest=None, batch_size: int = 32, max_source_length: int = 256,
-                 fast: bool = True, normalize: bool = False, precision: str = "fp32"):
+                 fast: bool = True, normalize: bool = False, precision: str = "fp32", onnx=None):
         self.model, self.tokenizer, self.manifest = model, tokenizer, manifest
         self.batch_size, self.max_source_length, self.fast = batch_size, max_source_length, fast
         self.normalize = normalize
         self.precision = precision
+        self.onnx = onnx
 
     @property
     def dtype(self):
@@ -30,11 +32,18 @@ class Translator:
 
         return torch.bfloat16 if self.precision == "bf16" else None
 
+    @property
+    def decoder(self) -> str:
+        """What runs the decoder step: onnxruntime, or PyTorch in fp32/bf16."""
+        return "onnxruntime" if self.onnx is not None else f"pytorch-{self.precision}"
+
     @classmethod
-    def load(cls, folder, threads: int | None = None, precision: str = "fp32") -> Translator:
+    def load(cls, folder, threads: int | None = None, precision: str = "fp32", decoder: str = "torch") -> Translator:
         """The model folder (a translation run's final/, any encoder-decoder folder, alias or hub id) in eval mode;
         `threads` sets torch's intra-op threads (process-wide). A TuneForge folder's manifest gives the source
-        length its model was trained with. `precision`: fp32, bf16, or auto (`decode_precision`)."""
+        length its model was trained with. `precision`: fp32, bf16, or auto (`decode_precision`). `decoder`:
+        torch, onnx (the decoder step on ONNX Runtime, exported once and cached: `seq2seq_onnx`), or auto (onnx
+        where the model has the lean step and onnxruntime is installed, on the CPU; else torch)."""
         import torch
 
         from tuneforge.model.manifest import MANIFEST, read_manifest
@@ -49,8 +58,13 @@ class Translator:
         manifest = read_manifest(path) if (path / MANIFEST).is_file() else None
         max_source = manifest.max_length if manifest is not None else 256
         normalize = bool(getattr(manifest, "normalize", False)) if manifest is not None else False
-        return cls(model, tokenizer, manifest, max_source_length=max_source, normalize=normalize,
-                   precision=decode_precision(precision))
+        translator = cls(model, tokenizer, manifest, max_source_length=max_source, normalize=normalize,
+                         precision=decode_precision(precision))
+        if use_onnx(model, decoder):
+            from tuneforge.generate.seq2seq_onnx import OnnxDecoder
+
+            translator.onnx = OnnxDecoder.for_model(model, threads)
+        return translator
 
     @property
     def pad_id(self) -> int:
@@ -92,7 +106,8 @@ class Translator:
         if not todo:
             return out
         ids = translate_ids(self.model, self.source_ids([texts[i] for i in todo]), settings, self.pad_id,
-                            batch_size=self.batch_size, fast=self.fast, progress=progress, dtype=self.dtype)
+                            batch_size=self.batch_size, fast=self.fast, progress=progress, dtype=self.dtype,
+                            forward=self.onnx)
         for i, hyp in zip(todo, ids):
             out[i] = self.tokenizer.decode(hyp, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return out
@@ -113,3 +128,30 @@ def decode_precision(precision: str) -> str:
     from tuneforge.hardware import cpu_has_native_bf16
 
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+DECODERS = ("auto", "torch", "onnx")
+
+
+def use_onnx(model, decoder: str) -> bool:
+    """Whether `decoder` (auto | torch | onnx) means the ONNX Runtime step for this model; UserError for onnx where
+    it cannot run (not an MBart/BART/Marian with plain linear layers, onnxruntime missing, a GPU model)."""
+    import importlib.util
+
+    from tuneforge.errors import UserError
+    from tuneforge.generate.seq2seq_forward import LeanDecoder
+
+    if decoder not in DECODERS:
+        raise UserError(f"decoder '{decoder}': use one of {', '.join(DECODERS)}.")
+    if decoder == "torch":
+        return False
+    why = None
+    if not LeanDecoder.supports(model):
+        why = f"a {model.config.model_type} model (the ONNX step covers MBart, BART and Marian)"
+    elif importlib.util.find_spec("onnxruntime") is None:
+        why = "onnxruntime is not installed (pip install onnxruntime)"
+    elif next(model.parameters()).device.type != "cpu":
+        why = "the model is on a GPU"
+    if why and decoder == "onnx":
+        raise UserError(f"decoder 'onnx': {why}; use --decoder torch.")
+    return why is None

@@ -48,15 +48,21 @@ def read_lines(path: str) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
-def open_translator(model: str, threads: int | None = None, batch_size: int = 32, precision: str = "fp32"):
-    """The `Translator` for `model` (folder or alias) decoding in `precision` (fp32, bf16, auto); UserError when it
-    is not an encoder-decoder."""
+def open_translator(model: str, threads: int | None = None, batch_size: int = 32, precision: str = "fp32",
+                    decoder: str = "auto"):
+    """The `Translator` for `model` (folder or alias) decoding in `precision` (fp32, bf16, auto) with `decoder`
+    (auto, torch, onnx); UserError when it is not an encoder-decoder or an option is unknown."""
     import json
 
     from tuneforge.model.resolve import resolve_model
     from tuneforge.model.seq2seq import is_seq2seq
     from tuneforge.serve.load import load_translator
 
+    from tuneforge.generate.translate import DECODERS, decode_precision
+
+    decode_precision(precision)
+    if decoder not in DECODERS:
+        raise UserError(f"--decoder {decoder}: use one of {', '.join(DECODERS)}.")
     needs = ("`tuneforge translate` needs one (T5, BART, Marian, mT5, or a `tuneforge finetune --task translation` "
              "run's final/).")
     folder = resolve_model(model)
@@ -68,7 +74,7 @@ def open_translator(model: str, threads: int | None = None, batch_size: int = 32
         except (OSError, ValueError):
             kind = None
         raise UserError(f"{model}: a {kind or 'unknown'} model is not an encoder-decoder; {needs}")
-    return load_translator(folder, precision, threads=threads, batch_size=batch_size)
+    return load_translator(folder, precision, decoder, threads=threads, batch_size=batch_size)
 
 
 def one_line(text: str) -> str:

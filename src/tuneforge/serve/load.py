@@ -83,10 +83,11 @@ def _seq2seq(folder) -> bool:
 TRANSLATOR_OPTIONS = ("threads", "batch_size", "max_length")
 
 
-def load_translator(path: str, precision: str = "auto", **kwargs):
+def load_translator(path: str, precision: str = "auto", decoder: str = "auto", **kwargs):
     """A `Translator` (`generate.translate`) for an encoder-decoder folder: `.translate(texts, beams=4,
     length_penalty=1.0, max_new_tokens=None, no_repeat_ngram=0)`. precision: fp32, bf16 (bf16 copies of the
-    decoder's matrices) or auto (bf16 on CPUs with native bf16). Keywords: threads (torch's intra-op threads,
+    decoder's matrices) or auto (bf16 on CPUs with native bf16); decoder: auto, torch or onnx (the decoder step on
+    ONNX Runtime; auto: where it applies, `generate.translate.use_onnx`). Keywords: threads (torch's intra-op threads,
     process-wide), batch_size (sentences decoded together), max_length (source tokens; longer sources are cut);
     spinning=None is accepted (the server passes it) and anything else refused."""
     from tuneforge.generate.translate import Translator, decode_precision
@@ -102,7 +103,7 @@ def load_translator(path: str, precision: str = "auto", **kwargs):
     for name in TRANSLATOR_OPTIONS:
         if kwargs.get(name) is not None and kwargs[name] < 1:
             raise UserError(f"{name}={kwargs[name]}: must be at least 1.")
-    translator = Translator.load(path, threads=kwargs.get("threads"), precision=precision)
+    translator = Translator.load(path, threads=kwargs.get("threads"), precision=precision, decoder=decoder)
     if kwargs.get("batch_size"):
         translator.batch_size = kwargs["batch_size"]
     if kwargs.get("max_length"):

@@ -21,8 +21,6 @@ from tuneforge.train.progress import MetricsLog, make_progress
 from tuneforge.train.runtime import rss_mb, trim_freed_memory
 from tuneforge.train.sparse_rows import clip_gradients, flush
 
-TRIM_EVERY = 100  # the trim_memory lever: steps between handing freed heap pages back (runtime.trim_freed_memory)
-
 
 @dataclass
 class LoopConfig:
@@ -42,7 +40,7 @@ class LoopConfig:
     progress: bool = True
     flops_per_token: float | None = None  # training FLOPs per token, for the MFU column
     peak_flops: float | None = None  # the machine's measured matmul peak (FLOP/s)
-    trim_every: int = 0  # steps between handing freed heap pages back (after each evaluation too); 0 = never
+    trim_memory: bool = False  # hand freed heap pages back after each evaluation (runtime.trim_freed_memory)
 
 
 @dataclass
@@ -142,8 +140,6 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
                 window["loss"].append(loss)
                 _update_clock(accelerator, state, start, cfg)
                 scheduler.step(_progress(state, cfg))
-                if cfg.trim_every and state.step % cfg.trim_every == 0:
-                    trim_freed_memory()
                 if state.step % cfg.log_every == 0 or state.step == cfg.total_steps:
                     _log_train(accelerator, log, progress, task, state, window, len(batches), scheduler, cfg)
                 progress.update(task, completed=state.step)
@@ -153,7 +149,7 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
                     paused = time.time()
                     flush(optimizer)  # weights the optimizer holds apart land before they are read or saved
                     _evaluate_and_checkpoint(accelerator, model, evaluate, cfg, state, log)
-                    if cfg.trim_every:
+                    if cfg.trim_memory:
                         trim_freed_memory()  # evaluation's blocks (other shapes) do not stay resident
                     window["t"] += time.time() - paused  # evaluation time is not training time...
                     start = time.time() - state.train_seconds  # ...for the throughput nor the budget

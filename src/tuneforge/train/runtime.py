@@ -85,8 +85,8 @@ def trim_freed_memory() -> bool:
     """glibc: hand the freed pages of every heap back to the system (`malloc_trim(0)`), keeping the address space.
     With `reuse_memory` the heap is never trimmed by glibc itself, so blocks freed in shapes that do not come back
     (evaluation's, varying batch shapes) stayed resident: a one-hour translation run of a 7.7M model reached
-    6-8 GB RSS. The loop calls this after each evaluation and every `TRIM_EVERY` steps; the pages a step needs
-    again are faulted back once. False where it does not apply (not glibc)."""
+    6-8 GB RSS. The loop calls this after each evaluation (the `trim_memory` lever); the pages a step needs again
+    are faulted back once. False where it does not apply (not glibc)."""
     import ctypes
     import platform
 

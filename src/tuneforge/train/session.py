@@ -28,7 +28,7 @@ from tuneforge.model.dropout import use_fast_dropout
 from tuneforge.model.first_token import use_first_token
 from tuneforge.model.manifest import Manifest, RunSummary
 from tuneforge.train.checkpoint import latest_checkpoint, load_checkpoint
-from tuneforge.train.loop import TRIM_EVERY, LoopConfig, LoopState, fit
+from tuneforge.train.loop import LoopConfig, LoopState, fit
 from tuneforge.train.optim import ProgressSchedule, build_optimizer
 from tuneforge.train.progress import MetricsLog
 from tuneforge.train.runtime import compute_dtype, make_accelerator, measure_matmul_peak, pin_precision
@@ -165,7 +165,7 @@ class Session:
                           budget_seconds=t.budget_minutes * 60 if t.budget_minutes else None,
                           max_tokens=t.max_tokens, keep_checkpoints=rt.keep_checkpoints, log_every=rt.log_every_steps,
                           seed=t.seed, progress=rt.progress, flops_per_token=flops, peak_flops=peak,
-                          trim_every=TRIM_EVERY if self.lever("trim_memory") else 0)
+                          trim_memory=self.lever("trim_memory"))
 
     def _resume_state(self) -> LoopState:
         ckpt = latest_checkpoint(self.run_dir)
