@@ -279,8 +279,9 @@ def _ratio_rows() -> list[str]:
                                            "beam 4, 100 Multi30k test sentences, 3 rounds: sentences/s of the "
                                            "default path (`--precision auto`: bf16 on this CPU) vs `model.generate` "
                                            "(fp32 as it comes; bf16), CTranslate2, and the fp32 variant",
-                   "translate_precision_de-en.json": "bf16 vs fp32 decoding of the Multi30k de→en model, beam 4, "
-                                                     "test_2016_flickr: BLEU and sentences/s",
+                   "translate_precision_de-en.json": "bf16, ONNX Runtime and fp32 decoding of the Multi30k de→en "
+                                                     "model, beam 4, batch 32, test_2016_flickr: BLEU and "
+                                                     "sentences/s",
                    "probe_onnx_decoder.json": "ONNX Runtime decoder step (with KV cache) vs the PyTorch lean step, "
                                               "`mini`, 4 rows: ms per step"})
     for name, title in titles.items():
@@ -301,7 +302,10 @@ def _ratio_rows() -> list[str]:
             cell = (f"BLEU fp32 {sc['fp32']['bleu']:.2f} → bf16 **{sc['bf16']['bleu']:.2f}** "
                     f"({r['bleu_bf16_minus_fp32']:+.2f}), {r['identical_lines']}/{r['sentences']} lines identical; "
                     f"sentences/s fp32 {', '.join(map(str, sp['fp32']))}, bf16 {', '.join(map(str, sp['bf16']))} "
-                    f"(bf16 slowest / fp32 fastest **{r['speedup_bf16']:.2f}×**)")
+                    f"(bf16 slowest / fp32 fastest **{r['speedup_bf16']:.2f}×**)" + (
+                        f"; ONNX Runtime step BLEU **{sc['onnx']['bleu']:.2f}**, {r['identical_lines_onnx']}/"
+                        f"{r['sentences']} lines identical to fp32, sentences/s {', '.join(map(str, sp['onnx']))} "
+                        f"(slowest / fp32 fastest **{r['speedup_onnx']:.2f}×**)" if "onnx" in sc else ""))
         elif r.get("benchmark") == "probe_onnx_decoder":
             ms = {k: min(x[k] for x in r["ms_per_step"]) for k in r["ms_per_step"][0]}
             cell = (", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()) + " (best of each); ONNX Runtime / lean fp32 "
