@@ -5,7 +5,8 @@ which side goes first. Sentences/s = sentences / wall time of the decode from so
 tokenizing or detokenising on any side).
 
 Sides: `tuneforge` is the default path (`tuneforge translate`'s --decoder auto: the decoder step on ONNX Runtime for
-an MBart/BART/Marian model; else its --precision auto: bf16 decoder matrices on a CPU with native bf16);
+an MBart/BART/Marian model in calls of at most 4 sentences, above that its --precision auto: bf16 decoder matrices
+on a CPU with native bf16);
 `tuneforge_bf16` and `tuneforge_fp32` the PyTorch step in each precision; `transformers` is `generate` as it comes (fp32);
 `transformers_bf16` is `generate` on a bf16 copy of the model (the same precision as the default path on such a
 CPU); `ctranslate2` its default compute type. The target is judged on the default path against `generate` as
@@ -96,8 +97,10 @@ class Sides:
     def tuneforge(self, batch):
         from tuneforge.generate.beam import translate_ids
 
+        from tuneforge.generate.translate import onnx_for
+
         return translate_ids(self.model, batch, self.settings, self.pad, batch_size=len(batch), dtype=self.dtype,
-                             forward=self.onnx)
+                             forward=onnx_for(self.onnx, len(batch)))  # as Translator.translate picks
 
     def tuneforge_bf16(self, batch):
         import torch

@@ -107,7 +107,7 @@ def translate(
     empty = f", {summary['empty']:,} empty kept empty" if summary["empty"] else ""
     speed = f", {summary['sentences_per_s']:,} sentences/s" if summary["sentences_per_s"] else ""
     typer.echo(f"wrote {summary['lines']:,} lines to {summary['output']} ({summary['translated']:,} translated with "
-               f"beam {beams} on {getattr(translator, 'decoder', 'pytorch')}{empty}{speed})")
+               f"beam {beams} on {recipe.engine(translator, summary['translated'])}{empty}{speed})")
 
 
 def print_translation_summary(summary) -> None:

@@ -34,8 +34,10 @@ class Translator:
 
     @property
     def decoder(self) -> str:
-        """What runs the decoder step: onnxruntime, or PyTorch in fp32/bf16."""
-        return "onnxruntime" if self.onnx is not None else f"pytorch-{self.precision}"
+        """What runs the decoder step: onnxruntime (for calls of at most ONNX_MAX_SENTENCES), else PyTorch."""
+        torch_step = f"pytorch-{self.precision}"
+        return torch_step if self.onnx is None else f"onnxruntime (calls of <= {ONNX_MAX_SENTENCES} sentences; " \
+            f"{torch_step} above)"
 
     @classmethod
     def load(cls, folder, threads: int | None = None, precision: str = "fp32", decoder: str = "torch") -> Translator:
@@ -107,7 +109,7 @@ class Translator:
             return out
         ids = translate_ids(self.model, self.source_ids([texts[i] for i in todo]), settings, self.pad_id,
                             batch_size=self.batch_size, fast=self.fast, progress=progress, dtype=self.dtype,
-                            forward=self.onnx)
+                            forward=onnx_for(self.onnx, len(todo)))
         for i, hyp in zip(todo, ids):
             out[i] = self.tokenizer.decode(hyp, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return out
@@ -131,6 +133,15 @@ def decode_precision(precision: str) -> str:
 
 
 DECODERS = ("auto", "torch", "onnx")
+# The ONNX step wins at a few rows (one sentence, beam 4: 4.3x `generate`; bench_translate.json)
+# and loses at batch 32 on a trained model (55 vs 79 fp32 and 133 bf16 sentences/s: the past keys/values go in and
+# out of the session every step, and sentences leaving the batch re-copy them), so only small calls use it.
+ONNX_MAX_SENTENCES = 4
+
+
+def onnx_for(onnx, sentences: int):
+    """The ONNX step for a call of `sentences` sentences, or None (PyTorch) above ONNX_MAX_SENTENCES."""
+    return onnx if onnx is not None and sentences <= ONNX_MAX_SENTENCES else None
 
 
 def use_onnx(model, decoder: str) -> bool:

@@ -102,6 +102,15 @@ def translate_lines(translator, lines: list[str], beams: int = 4, length_penalty
     return [one_line(hyp) if line.strip() else "" for line, hyp in zip(lines, hyps)]
 
 
+def engine(translator, sentences: int) -> str:
+    """What decoded a call of `sentences` sentences: onnxruntime or pytorch-<precision> (`Translator`'s rule)."""
+    from tuneforge.generate.translate import onnx_for
+
+    if onnx_for(getattr(translator, "onnx", None), sentences) is not None:
+        return "onnxruntime"
+    return f"pytorch-{getattr(translator, 'precision', 'fp32')}"
+
+
 def translate_file(translator, input_path: str, output: str, beams: int = 4, length_penalty: float = 1.0,
                    max_new_tokens: int | None = None, no_repeat_ngram: int = 0,
                    progress: Callable[[int, int], None] | None = None, lines: list[str] | None = None) -> dict:

@@ -50,3 +50,29 @@ def test_translate_ids_with_the_onnx_step_gives_the_pytorch_tokens():
         want = translate_ids(model, srcs, settings, 0, batch_size=2)
         got = translate_ids(model, srcs, settings, 0, batch_size=2, forward=OnnxDecoder.for_model(model, 1))
         assert got == want
+
+
+def test_the_translator_uses_the_onnx_step_for_small_calls_only(monkeypatch):
+    import tuneforge.generate.translate as translate_mod
+    from tuneforge.recipes.translate import engine
+
+    seen = []
+    monkeypatch.setattr(translate_mod, "translate_ids",
+                        lambda model, ids, settings, pad, **kw: seen.append(kw["forward"]) or [[] for _ in ids])
+
+    class Tok:
+        pad_token_id = 0
+
+        def __call__(self, texts, **kw):
+            return {"input_ids": [[5, 1] for _ in texts]}
+
+        def decode(self, ids, **kw):
+            return ""
+
+    marker = object()
+    translator = translate_mod.Translator(build("mbart"), Tok(), onnx=marker, precision="bf16")
+    limit = translate_mod.ONNX_MAX_SENTENCES
+    translator.translate(["a"] * limit)
+    translator.translate(["a"] * (limit + 1))
+    assert seen == [marker, None]
+    assert engine(translator, limit) == "onnxruntime" and engine(translator, limit + 1) == "pytorch-bf16"
