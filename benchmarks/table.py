@@ -36,7 +36,10 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "a7f0a6432f9e3faf4f5f38e539a41e03510414a5",  # issue 19: Multi30k en→de 60-minute run
                           "a7d136cfdc7858ea8da84a45da810cd8bfe18f1e",  # bench_pretrain_quick rerun on a clean tree
                           "d72b8c9aaf336e741163cbbbd0f18a20793a4200",  # issue 19: Multi30k de→en 60-minute run
-                          "c9ca2420882c9166b374ad020ed4e40bf69a9a1b"}  # issue 19: bf16 decoding, ONNX decoder probe
+                          "c9ca2420882c9166b374ad020ed4e40bf69a9a1b",  # issue 19: ONNX decoder probe
+                          "bfa748e3c3ac497c7de85e738985f8e9871c847b",  # issue 19: fp32/bf16/ONNX decoding BLEU
+                          "2e3e078d98383261a4096b752e38533a35b11dc0",  # issue 19: decoding speed, ONNX default
+                          "3fe3d96546aeeb677e330d1a615e20e6eb810a96"}  # issue 20: e5 fine-tuning memory probe
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
@@ -277,13 +280,18 @@ def _ratio_rows() -> list[str]:
                    "bench_seq2seq_train_seed44.json": "The same, third seed (44), on the code of the Multi30k run",
                    "bench_translate.json": "Translation decoding, `mini` preset (untrained, every output 20 tokens), "
                                            "beam 4, 100 Multi30k test sentences, 3 rounds: sentences/s of the "
-                                           "default path (`--precision auto`: bf16 on this CPU) vs `model.generate` "
-                                           "(fp32 as it comes; bf16), CTranslate2, and the fp32 variant",
+                                           "default path (ONNX Runtime step at batch 1, PyTorch bf16 at 32) vs "
+                                           "`model.generate` (fp32 as it comes; bf16), CTranslate2, and the "
+                                           "PyTorch-step variants",
                    "translate_precision_de-en.json": "bf16, ONNX Runtime and fp32 decoding of the Multi30k de→en "
                                                      "model, beam 4, batch 32, test_2016_flickr: BLEU and "
                                                      "sentences/s",
                    "probe_onnx_decoder.json": "ONNX Runtime decoder step (with KV cache) vs the PyTorch lean step, "
-                                              "`mini`, 4 rows: ms per step"})
+                                              "`mini`, 4 rows: ms per step",
+                   "probe_memory.json": "Fine-tuning peak RSS, multilingual-e5-small (auto) on 2,000 waimai rows, "
+                                        "120 steps: heap policies side by side (issue 20's target: <= 2.5 GB; "
+                                        "measured when trim_memory also trimmed every 100 steps, since "
+                                        "after evaluations only)"})
     for name, title in titles.items():
         if not (r := _load(name)):
             continue
@@ -306,6 +314,10 @@ def _ratio_rows() -> list[str]:
                         f"; ONNX Runtime step BLEU **{sc['onnx']['bleu']:.2f}**, {r['identical_lines_onnx']}/"
                         f"{r['sentences']} lines identical to fp32, sentences/s {', '.join(map(str, sp['onnx']))} "
                         f"(slowest / fp32 fastest **{r['speedup_onnx']:.2f}×**)" if "onnx" in sc else ""))
+        elif r.get("benchmark") == "probe_memory":
+            cell = ", ".join(f"{name} (`{c['levers']}`) **{c['peak_rss_mb'] / 1024:.2f} GB**, {c['tokens_per_s']:.0f} "
+                             "tokens/s" for name, c in r["cases"].items()) + " · <= 2.5 GB: " + (
+                "met" if min(c["peak_rss_mb"] for c in r["cases"].values()) <= 2560 else "**missed**")
         elif r.get("benchmark") == "probe_onnx_decoder":
             ms = {k: min(x[k] for x in r["ms_per_step"]) for k in r["ms_per_step"][0]}
             cell = (", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()) + " (best of each); ONNX Runtime / lean fp32 "
