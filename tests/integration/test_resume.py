@@ -40,7 +40,7 @@ def _config(data: dict[str, Path], tiny_model: Path, output: Path):
 
 
 def _comparable(run: Path) -> list[dict]:
-    timing = {"samples_per_s", "tokens_per_s", "mfu", "train_seconds"}
+    timing = {"samples_per_s", "tokens_per_s", "mfu", "train_seconds", "rss_mb"}  # measurements of the machine
     return [{k: v for k, v in r.items() if k not in timing} for r in read_jsonl(run / "metrics.jsonl")]
 
 
