@@ -39,7 +39,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "c9ca2420882c9166b374ad020ed4e40bf69a9a1b",  # issue 19: ONNX decoder probe
                           "bfa748e3c3ac497c7de85e738985f8e9871c847b",  # issue 19: fp32/bf16/ONNX decoding BLEU
                           "2e3e078d98383261a4096b752e38533a35b11dc0",  # issue 19: decoding speed, ONNX default
-                          "3fe3d96546aeeb677e330d1a615e20e6eb810a96"}  # issue 20: e5 fine-tuning memory probe
+                          "3fe3d96546aeeb677e330d1a615e20e6eb810a96",  # issue 20: e5 fine-tuning memory probe
+                          "4f397203c8c6dd538de03adacdee0b3c82a8d5d7"}  # issue 21: 20-trial search on SST-2
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
@@ -288,6 +289,9 @@ def _ratio_rows() -> list[str]:
                                                      "sentences/s",
                    "probe_onnx_decoder.json": "ONNX Runtime decoder step (with KV cache) vs the PyTorch lean step, "
                                               "`mini`, 4 rows: ms per step",
+                   "tune_sst2.json": "`tuneforge tune`, 20 trials on 2,000 SST-2 rows (minilm-l6, 2 trials at a time): "
+                                     "best config vs the defaults retrained on the same seeds (SST-2 dev), and the "
+                                     "search's wall time with the median pruner vs without",
                    "probe_memory.json": "Fine-tuning peak RSS, multilingual-e5-small (auto) on 2,000 waimai rows, "
                                         "120 steps: heap policies side by side (issue 20's target: <= 2.5 GB; "
                                         "measured when trim_memory also trimmed every 100 steps, since "
@@ -314,6 +318,14 @@ def _ratio_rows() -> list[str]:
                         f"; ONNX Runtime step BLEU **{sc['onnx']['bleu']:.2f}**, {r['identical_lines_onnx']}/"
                         f"{r['sentences']} lines identical to fp32, sentences/s {', '.join(map(str, sp['onnx']))} "
                         f"(slowest / fp32 fastest **{r['speedup_onnx']:.2f}×**)" if "onnx" in sc else ""))
+        elif r.get("benchmark") == "tune_sst2":
+            seeds = r["per_seed"]
+            cell = ("dev accuracy per seed, defaults → best: " + ", ".join(
+                f"{s}: {p['defaults']['dev_accuracy']:.4f} → {p['best']['dev_accuracy']:.4f}" for s, p in seeds.items())
+                + f" (gain mean **{r['dev_accuracy_gain_mean']:+.4f}**, min {r['dev_accuracy_gain_min']:+.4f}); "
+                f"search wall {r['searches']['median']['wall_seconds']:.0f} s pruned "
+                f"({r['searches']['median']['counts']['pruned']} of {r['trials']} pruned) vs "
+                f"{r['searches']['none']['wall_seconds']:.0f} s without (**{r['pruning_wall_ratio']:.2f}×**)")
         elif r.get("benchmark") == "probe_memory":
             cell = ", ".join(f"{name} (`{c['levers']}`) **{c['peak_rss_mb'] / 1024:.2f} GB**, {c['tokens_per_s']:.0f} "
                              "tokens/s" for name, c in r["cases"].items()) + " · <= 2.5 GB: " + (
