@@ -32,13 +32,6 @@ class Translator:
 
         return torch.bfloat16 if self.precision == "bf16" else None
 
-    @property
-    def decoder(self) -> str:
-        """What runs the decoder step: onnxruntime (for calls of at most ONNX_MAX_SENTENCES), else PyTorch."""
-        torch_step = f"pytorch-{self.precision}"
-        return torch_step if self.onnx is None else f"onnxruntime (calls of <= {ONNX_MAX_SENTENCES} sentences; " \
-            f"{torch_step} above)"
-
     @classmethod
     def load(cls, folder, threads: int | None = None, precision: str = "fp32", decoder: str = "torch") -> Translator:
         """The model folder (a translation run's final/, any encoder-decoder folder, alias or hub id) in eval mode;
