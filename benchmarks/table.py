@@ -40,7 +40,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "bfa748e3c3ac497c7de85e738985f8e9871c847b",  # issue 19: fp32/bf16/ONNX decoding BLEU
                           "2e3e078d98383261a4096b752e38533a35b11dc0",  # issue 19: decoding speed, ONNX default
                           "3fe3d96546aeeb677e330d1a615e20e6eb810a96",  # issue 20: e5 fine-tuning memory probe
-                          "4f397203c8c6dd538de03adacdee0b3c82a8d5d7"}  # issue 21: 20-trial search on SST-2
+                          "4f397203c8c6dd538de03adacdee0b3c82a8d5d7",  # issue 21: 20-trial search on SST-2
+                          "e43714607d5ec622341b3dd1bf2650df84cd5224"}  # issue 19: ONNX decoder step probe on the product's engine
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 

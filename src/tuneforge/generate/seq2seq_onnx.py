@@ -3,8 +3,10 @@
 logits, present keys/values), run by an `onnxruntime.InferenceSession`. The encoder and the cross-attention
 keys/values stay PyTorch (`LeanDecoder.start`, once per batch); only the per-token step, which runs ~20 times per
 sentence, moves. Measured (`benchmarks/results/probe_onnx_decoder.json`, the `mini` preset, 4 rows, 2 threads):
-0.89 ms per step vs 3.23 ms for the lean PyTorch step in fp32 and 1.93 ms in bf16: at a few rows a step is a few
-dozen small operations, and ONNX Runtime runs them with far less per-operation overhead than eager PyTorch.
+1.24-2.16 ms per step vs 2.82-3.24 ms for the lean PyTorch step in fp32 and 1.85-2.39 ms in bf16 (5 rounds): at a
+few rows a step is a few dozen small operations, and ONNX Runtime runs them with less per-operation overhead than
+eager PyTorch. (A leaner export of the same math, without the source mask and with separate q/k/v, ran 0.89 ms at
+c9ca242: room left.)
 
 `OnnxDecoder` has the interface of `seq2seq_forward`'s steps (`start`, `step`, and a state with `reorder`/`keep`), so
 `beam.translate_ids` runs it unchanged. The exported file is cached under ~/.cache/tuneforge/onnx/ (or
