@@ -41,7 +41,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "2e3e078d98383261a4096b752e38533a35b11dc0",  # issue 19: decoding speed, ONNX default
                           "3fe3d96546aeeb677e330d1a615e20e6eb810a96",  # issue 20: e5 fine-tuning memory probe
                           "4f397203c8c6dd538de03adacdee0b3c82a8d5d7",  # issue 21: 20-trial search on SST-2
-                          "e43714607d5ec622341b3dd1bf2650df84cd5224"}  # issue 19: ONNX decoder step probe on the product's engine
+                          "e43714607d5ec622341b3dd1bf2650df84cd5224",  # issue 19: ONNX step probe, product engine
+                          "21aaf35e3eb725e63786293a08dd7c79615f512e"}  # bench_finetune 1,000 rows bf16 rerun, clean
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
