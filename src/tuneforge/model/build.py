@@ -41,6 +41,22 @@ def load_tokenizer(name: str, pad_with_eos: bool = False):
     return tokenizer
 
 
+class ParkedTokenizer:
+    """A tokenizer kept as its pickled bytes while a run does not need it. multilingual-e5-small's (250,002
+    Unigram pieces) holds ~0.29 GB in tokenizers' Rust structures (9 MB pickled), and fine-tuning reads none of it
+    between encoding the data and saving final/. Parking takes ~15 ms, `load()` ~0.6 s; added tokens survive."""
+
+    def __init__(self, tokenizer):
+        import pickle
+
+        self._data = pickle.dumps(tokenizer)
+
+    def load(self):
+        import pickle
+
+        return pickle.loads(self._data)
+
+
 def load_pretrained(name: str, auto_class, kind: str, fits, refuse, dtype=None):
     """A pretrained model of one kind (alias, folder or hub id) through `auto_class`, in eval mode, fp32 by default.
     A local folder that `fits(path)` says is another kind raises `refuse(name, path)` (a one-line UserError) before

@@ -18,7 +18,7 @@ import torch
 from tuneforge.errors import UserError
 from tuneforge.train.checkpoint import load_best, load_best_sharded, save_best, save_checkpoint
 from tuneforge.train.progress import MetricsLog, make_progress
-from tuneforge.train.runtime import rss_mb, trim_freed_memory
+from tuneforge.train.runtime import HeapTrimmer, rss_mb
 from tuneforge.train.sparse_rows import clip_gradients, flush
 
 
@@ -40,7 +40,7 @@ class LoopConfig:
     progress: bool = True
     flops_per_token: float | None = None  # training FLOPs per token, for the MFU column
     peak_flops: float | None = None  # the machine's measured matmul peak (FLOP/s)
-    trim_memory: bool = False  # hand freed heap pages back after each evaluation (runtime.trim_freed_memory)
+    trim_memory: bool = False  # hand freed heap pages back after each evaluation and when RSS grows (HeapTrimmer)
 
 
 @dataclass
@@ -71,6 +71,18 @@ def _micro_batches(index: np.ndarray, rank: int, world: int, accum: int) -> list
     return [mine[k::accum] for k in range(accum) if len(mine[k::accum])]
 
 
+def _accumulation(data, index: np.ndarray, cfg: LoopConfig, world: int) -> int:
+    """Micro-batches for this batch: `grad_accum`, or more when the data bounds the padded tokens of one forward
+    (`data.micro_tokens`) and this batch's rows × longest row would exceed it. The micro-batches' gradients,
+    weighted by their rows, sum to the whole batch's, so only the activation memory changes."""
+    budget = getattr(data, "micro_tokens", None)
+    if not budget:
+        return cfg.grad_accum
+    rows = -(-len(index) // world)  # this rank's share
+    per_forward = max(1, budget // max(1, int(data.lengths[index].max())))
+    return max(cfg.grad_accum, -(-rows // per_forward))
+
+
 def _loss_weights(accelerator, data, batches: list[dict], rows: list[int], global_rows: int) -> list[float]:
     """Each micro-batch's share of the global batch, so the accumulated gradient is the global-batch mean (DDP then
     averages over ranks, hence the factor `num_processes`). By rows, or, when `data` has `loss_weight(batch)` (a
@@ -88,7 +100,8 @@ def _loss_weights(accelerator, data, batches: list[dict], rows: list[int], globa
 
 
 def _train_step(accelerator, model, optimizer, objective, data, index, epoch: int, cfg: LoopConfig) -> torch.Tensor:
-    parts = _micro_batches(index, accelerator.process_index, accelerator.num_processes, cfg.grad_accum)
+    accum = _accumulation(data, index, cfg, accelerator.num_processes)
+    parts = _micro_batches(index, accelerator.process_index, accelerator.num_processes, accum)
     batches = [data.collate(part, epoch) for part in parts]
     scales = _loss_weights(accelerator, data, batches, [len(p) for p in parts], len(index))
     total = torch.zeros((), device=accelerator.device)
@@ -120,6 +133,7 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
     window = {"t": time.time(), "samples": 0, "tokens": 0,
               "loss": [torch.tensor(x, device=accelerator.device) for x in state.pending_losses]}
     model.train()
+    trimmer = HeapTrimmer(cfg.trim_memory)
     progress = make_progress(cfg.progress and accelerator.is_main_process)
     with progress:
         task = progress.add_task("train", total=cfg.total_steps, completed=state.step, info="")
@@ -143,14 +157,14 @@ def fit(accelerator, model, optimizer, scheduler, data, objective: Callable,
                 if state.step % cfg.log_every == 0 or state.step == cfg.total_steps:
                     _log_train(accelerator, log, progress, task, state, window, len(batches), scheduler, cfg)
                 progress.update(task, completed=state.step)
+                trimmer.after_step()
                 state.stop_reason = _stop_reason(state, cfg)
                 if state.step % cfg.eval_every == 0 or state.stop_reason:
                     state.pending_losses = accelerator.reduce(torch.stack(window["loss"]), "mean").tolist() if window["loss"] else []
                     paused = time.time()
                     flush(optimizer)  # weights the optimizer holds apart land before they are read or saved
                     _evaluate_and_checkpoint(accelerator, model, evaluate, cfg, state, log)
-                    if cfg.trim_memory:
-                        trim_freed_memory()  # evaluation's blocks (other shapes) do not stay resident
+                    trimmer.trim()  # evaluation's blocks (other shapes) do not stay resident
                     window["t"] += time.time() - paused  # evaluation time is not training time...
                     start = time.time() - state.train_seconds  # ...for the throughput nor the budget
                 if state.stop_reason:

@@ -30,6 +30,15 @@ def build_optimizer(model, lr: float, weight_decay: float, table=None, fused: bo
     return optimizer
 
 
+def release_optimizer_state(optimizer) -> None:
+    """Drop the moments (and the row table's gradient buffer) once training is over: nothing after the loop steps
+    again, and for multilingual-e5-small they are ~0.2 GB held through the final evaluation and the save."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # Accelerate's AcceleratedOptimizer wraps it
+    inner.state.clear()
+    if getattr(inner, "buffer", None) is not None:
+        inner.buffer = None
+
+
 class ProgressSchedule:
     """Linear warm-up for `warmup_ratio` of training, then linear decay to 0 at the end of training.
 

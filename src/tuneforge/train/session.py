@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from tuneforge.config import to_yaml
-from tuneforge.data.encode import LengthGroupedBatches
+from tuneforge.data.encode import LONG_BATCH_TOKENS, LengthGroupedBatches
 from tuneforge.errors import UserError
 from tuneforge.model.artifact import atomic_write_text, claim_folder, save_model_folder
 from tuneforge.model.dropout import use_fast_dropout
@@ -29,9 +29,10 @@ from tuneforge.model.first_token import use_first_token
 from tuneforge.model.manifest import Manifest, RunSummary
 from tuneforge.train.checkpoint import latest_checkpoint, load_checkpoint
 from tuneforge.train.loop import LoopConfig, LoopState, fit
-from tuneforge.train.optim import ProgressSchedule, build_optimizer
+from tuneforge.train.optim import ProgressSchedule, build_optimizer, release_optimizer_state
 from tuneforge.train.progress import MetricsLog
-from tuneforge.train.runtime import compute_dtype, make_accelerator, measure_matmul_peak, pin_precision
+from tuneforge.train.runtime import (compute_dtype, make_accelerator, measure_matmul_peak, pin_precision,
+                                    trim_freed_memory)
 from tuneforge.train.sparse_rows import row_table
 from tuneforge.train.tracking import Tracking
 
@@ -64,7 +65,7 @@ class TrainResult:
     """What the loop ended with, and the model as Accelerate prepared it (unwrap it to save or evaluate)."""
     state: LoopState
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer  # its moments released (release_optimizer_state): nothing steps after the loop
     initial_metrics: dict | None = None
     peak_flops: float | None = None
 
@@ -111,8 +112,11 @@ class Session:
         return apply_levers(model, self.cfg.runtime)
 
     def text_batches(self, encoded, pad_id: int) -> LengthGroupedBatches:
-        """Training batches of encoded texts, padded per batch; length-grouped with the length_grouping lever."""
-        return LengthGroupedBatches(encoded, pad_id, grouped=self.lever("length_grouping"))
+        """Training batches of encoded texts, padded per batch; length-grouped with the length_grouping lever; on CPU
+        with split_long_batches, a batch over LONG_BATCH_TOKENS padded tokens runs as micro-batches."""
+        split = self.lever("split_long_batches") and self.accelerator.device.type == "cpu"
+        return LengthGroupedBatches(encoded, pad_id, grouped=self.lever("length_grouping"),
+                                    micro_tokens=LONG_BATCH_TOKENS if split else None)
 
     def eval_context(self) -> dict:
         """The keyword arguments every streaming evaluation takes: where to run and how to sum over processes."""
@@ -152,6 +156,9 @@ class Session:
         finally:
             if table is not None:
                 table.release()
+        release_optimizer_state(optimizer)
+        if self.lever("trim_memory"):
+            trim_freed_memory()  # the moments and the last steps' blocks: the final evaluation starts lower
         if peak:  # a neighbour's load can depress one measurement; the better of start and end is the peak
             peak = max(peak, measure_matmul_peak(a.device, compute_dtype(a)))
         return TrainResult(state, model, optimizer, initial, peak)

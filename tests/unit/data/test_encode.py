@@ -99,3 +99,18 @@ def test_encoded_lengths_and_encode_texts_truncates(tiny_model):
     assert enc.lengths.tolist() == [4, 10]  # [CLS] good movie [SEP]; truncated to 10
     assert enc.input_ids[0][0] == tok.cls_token_id and enc.input_ids[0][-1] == tok.sep_token_id
     assert enc.input_ids[1][-1] == tok.sep_token_id
+
+
+def test_sorted_batches_bound_padded_tokens():
+    import numpy as np
+
+    from tuneforge.data.encode import sorted_batches
+
+    lengths = np.array([100, 10, 60, 5, 128, 20, 30, 8])
+    plain = sorted_batches(lengths, 4)
+    assert [len(b) for b in plain] == [4, 4]
+    bounded = sorted_batches(lengths, 4, max_tokens=256)
+    assert sorted(np.concatenate(bounded).tolist()) == list(range(8))  # every row once
+    assert all(len(b) * lengths[b].max() <= 256 or len(b) == 1 for b in bounded)
+    assert [len(b) for b in bounded] == [2, 4, 2]  # 128,100 | 60,30,20,10 | 8,5
+    assert [len(b) for b in sorted_batches(lengths, 4, max_tokens=64)] == [1, 1, 1, 2, 3]  # a long row alone

@@ -1,9 +1,13 @@
-"""The loop's memory bookkeeping: train records carry the process's RSS (`rss_mb`), and the `trim_memory` lever
-hands freed heap pages back once after every evaluation (never with the lever off)."""
+"""The memory levers: train records carry the process's RSS (`rss_mb`); `trim_memory` hands freed heap pages back
+after every evaluation (never with the lever off) and when RSS grew past its slack; `split_long_batches` runs a
+long batch as micro-batches with the same gradient; the tokenizer is parked during training; the optimizer's
+moments go after the loop; the checksum and oneDNN's kernel cache hold no large copies."""
 from __future__ import annotations
 
 import json
+import os
 
+import numpy as np
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
@@ -38,7 +42,7 @@ def _fit(tmp_path, trim: bool) -> list[dict]:
 @pytest.mark.parametrize("trim", [True, False])
 def test_trim_after_each_evaluation_and_rss_in_train_records(tmp_path, monkeypatch, trim):
     calls = []
-    monkeypatch.setattr(loop, "trim_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(runtime, "trim_freed_memory", lambda: calls.append(1) or True)
     records = _fit(tmp_path, trim)
     train = [r for r in records if "split" not in r]
     evaluations = [r for r in records if r.get("split") == "validation"]
@@ -49,3 +53,111 @@ def test_trim_after_each_evaluation_and_rss_in_train_records(tmp_path, monkeypat
 def test_trim_and_rss_helpers():
     assert isinstance(runtime.trim_freed_memory(), bool)
     assert runtime.rss_mb() > 10
+
+
+def test_heap_trimmer_trims_when_rss_grows_past_its_slack(monkeypatch):
+    readings = iter([1000.0, 1500.0, 2100.0, 1100.0, 1600.0, 2200.0, 1150.0])  # MB: start, after steps..., after trims
+    monkeypatch.setattr(runtime, "rss_mb", lambda: next(readings))
+    calls = []
+    monkeypatch.setattr(runtime, "trim_freed_memory", lambda: calls.append(1) or True)
+    trimmer = runtime.HeapTrimmer(True, slack_mb=1024)  # floor 1000
+    trimmer.after_step()  # 1500: within the slack
+    assert calls == []
+    trimmer.after_step()  # 2100 > 1000 + 1024: trim, new floor 1100
+    assert calls == [1] and trimmer.floor == 1100.0
+    trimmer.after_step()  # 1600: within
+    trimmer.after_step()  # 2200 > 1100 + 1024: trims again
+    assert len(calls) == 2 and trimmer.trims == 2
+    off = runtime.HeapTrimmer(False)
+    off.after_step()
+    off.trim()
+    assert len(calls) == 2
+
+
+def _tiny_classifier():
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2,
+                                                     num_attention_heads=2, intermediate_size=64, num_labels=3,
+                                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+
+
+@pytest.mark.parametrize("budget, parts", [(None, 1), (40, 4), (1, 8)])  # longest row 14: 40 → 2 rows a forward
+def test_split_long_batches_gives_the_whole_batch_gradient(budget, parts):
+    from accelerate import Accelerator
+
+    from tuneforge.data.encode import Encoded, LengthGroupedBatches
+    from tuneforge.train.objectives import make_objective
+
+    gen = torch.Generator().manual_seed(3)
+    rows = [torch.randint(5, 120, (int(n),), generator=gen).tolist() for n in (12, 3, 9, 5, 14, 4, 7, 2)]
+    labels = torch.randint(0, 3, (8,), generator=gen).numpy()
+    index = np.arange(8)
+    grads = {}
+    for micro in (None, budget):
+        data = LengthGroupedBatches(Encoded(rows, labels), pad_id=0, micro_tokens=micro)
+        seen = []
+        original = data.collate
+        data.collate = lambda part, epoch, original=original: seen.append(len(part)) or original(part, epoch)
+        model = _tiny_classifier()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the step leaves the weights: compare gradients
+        optimizer.zero_grad = lambda set_to_none=True: None  # keep .grad after the step
+        cfg = loop.LoopConfig(run_dir=None, total_steps=1, batch_size=8, max_grad_norm=None, progress=False)
+        loop._train_step(Accelerator(cpu=True), model, optimizer, make_objective("classification", multi_label=False),
+                         data, index, 0, cfg)
+        grads[micro] = ([p.grad.clone() for p in model.parameters() if p.grad is not None], seen)
+    (whole, seen_whole), (split, seen_split) = grads[None], grads[budget]
+    assert seen_whole == [8] and len(seen_split) == parts and sum(seen_split) == 8
+    for a, b in zip(whole, split):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_split_long_batches_lever_sets_the_budget_on_cpu(tmp_path):
+    from tuneforge.config import FinetuneConfig
+    from tuneforge.data.encode import LONG_BATCH_TOKENS, Encoded
+    from tuneforge.train.session import Session
+
+    data = Encoded([[1, 2, 3]], None)
+    for levers, budget in (("all", LONG_BATCH_TOKENS), ("all,-split_long_batches", None)):
+        cfg = FinetuneConfig.model_validate({"output": str(tmp_path / levers.replace(",", "_")),
+                                             "runtime": {"device": "cpu", "levers": levers, "progress": False}})
+        assert Session(cfg).text_batches(data, 0).micro_tokens == budget
+
+
+def test_parked_tokenizer_comes_back_with_its_added_tokens(tiny_model):
+    from tuneforge.model.build import ParkedTokenizer, load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    tokenizer.add_tokens(["外卖", "好吃"])
+    before = tokenizer("外卖 好吃 good")["input_ids"]
+    back = ParkedTokenizer(tokenizer).load()
+    assert back is not tokenizer and len(back) == len(tokenizer)
+    assert back("外卖 好吃 good")["input_ids"] == before
+
+
+def test_weights_checksum_is_the_float64_sum():
+    from tuneforge.recipes.finetune import weights_checksum
+
+    model = _tiny_classifier()
+    expected = sum(p.detach().double().sum().item() for p in model.parameters())
+    assert weights_checksum(model) == pytest.approx(expected, rel=1e-12, abs=1e-9)
+
+
+def test_release_optimizer_state_drops_the_moments():
+    from tuneforge.train.optim import build_optimizer, release_optimizer_state
+
+    model = _tiny_classifier()
+    optimizer = build_optimizer(model, 1e-3, 0.0)
+    model(input_ids=torch.tensor([[5, 6, 7]]), labels=torch.tensor([1])).loss.backward()
+    optimizer.step()
+    assert len(optimizer.state) > 0
+    release_optimizer_state(optimizer)
+    assert len(optimizer.state) == 0
+
+
+def test_kernel_cache_bound_leaves_a_users_setting(monkeypatch):
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    runtime.bound_kernel_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(runtime.KERNEL_CACHE)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
+    runtime.bound_kernel_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
