@@ -42,7 +42,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "3fe3d96546aeeb677e330d1a615e20e6eb810a96",  # issue 20: e5 fine-tuning memory probe
                           "4f397203c8c6dd538de03adacdee0b3c82a8d5d7",  # issue 21: 20-trial search on SST-2
                           "e43714607d5ec622341b3dd1bf2650df84cd5224",  # issue 19: ONNX step probe, product engine
-                          "21aaf35e3eb725e63786293a08dd7c79615f512e"}  # bench_finetune 1,000 rows bf16 rerun, clean
+                          "21aaf35e3eb725e63786293a08dd7c79615f512e",  # bench_finetune 1,000 rows bf16 rerun, clean
+                          "bba3a7a17cb310b56e8c83021b9ad8514142c83c"}  # issue 20: memory levers, waimai, e5 speed, SST-2
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
@@ -71,6 +72,8 @@ def _sst2_rows() -> list[str]:
         r = json.loads(path.read_text())
         what = "stock-Trainer-like settings (lr 5e-5, batch 32, 1 epoch)" if "stock" in path.name else "auto defaults, no hyperparameters given"
         what = r.get("label", what)
+        if base.endswith("final"):
+            what = "auto defaults, no hyperparameters given, the code of issue 20's memory levers"
         acc = f"dev acc **{r['dev_accuracy']:.4f}**"
         if len(runs) > 1:
             each = ", ".join(f"{x['dev_accuracy']:.4f}" for x in runs)
@@ -217,6 +220,10 @@ def _waimai_cell(r: dict) -> str:
         pts = g["points_over_tfidf"]
         cell += (f" · auto over TF-IDF {pts['accuracy']:+.1f} / {pts['macro_f1']:+.1f} points (goal +3): "
                  + ("met" if g["met"] else "**missed**"))
+    if (auto := r["systems"].get("auto")) and auto.get("peak_rss_mb"):
+        rss = auto["peak_rss_mb"]
+        cell += (f" · auto's peak RSS **{rss / 1024:.2f} GiB** ({rss * 2**20 / 1e9:.2f} GB), "
+                 f"{auto['train_tokens_per_s']:,.0f} tokens/s; RSS <= 2.5 GiB: " + ("met" if rss <= 2560 else "**missed**"))
     return cell
 
 
@@ -275,6 +282,11 @@ def _ratio_rows() -> list[str]:
                                                      "SmolLM2-135M on 2,000 SST-2 prompts, exact match on all 872 dev"}
     titles.update({"waimai_sidebyside_0.json": "waimai_10k (Chinese reviews, 9,589 train / 1,199 test rows, seeded "
                                                "80/10/10): TuneForge defaults vs baselines, one run",
+                   "waimai_sidebyside_auto.json": "waimai_10k, the same split, with the memory levers of issue 20: "
+                                                  "defaults (auto model) vs TF-IDF, one run, and the run's peak RSS",
+                   "e5_speed.json": "Training time per token, multilingual-e5-small (12 layers) vs minilm-l6 (6), "
+                                    "the same 2,000 SST-2 rows, defaults, interleaved rounds (issue 20: within 1.3× "
+                                    "of minilm × the layer ratio)",
                    "multi30k_en-de.json": "Multi30k en→de from scratch, TuneForge defaults, 60-minute training "
                                           "budget, beam 4, sacreBLEU test_2016_flickr",
                    "multi30k_de-en.json": "Multi30k de→en, the same command",
@@ -328,6 +340,14 @@ def _ratio_rows() -> list[str]:
                 f"search wall {r['searches']['median']['wall_seconds']:.0f} s pruned "
                 f"({r['searches']['median']['counts']['pruned']} of {r['trials']} pruned) vs "
                 f"{r['searches']['none']['wall_seconds']:.0f} s without (**{r['pruning_wall_ratio']:.2f}×**)")
+        elif r.get("benchmark") == "e5_speed":
+            rounds = r["rounds"]
+            cell = ("tokens/s minilm / e5 per round: " + ", ".join(
+                f"{x['runs']['minilm-l6']['tokens_per_s']:,.0f} / {x['runs']['multilingual-e5-small']['tokens_per_s']:,.0f}"
+                for x in rounds) + "; e5 time per token / (minilm × 2) per round: "
+                + ", ".join(f"{x['per_layer_ratio']:.2f}" for x in rounds)
+                + f" (max **{r['per_layer_max']:.2f}**) · <= {r['target_per_layer']}: "
+                + ("met" if r["met"] else "**missed**"))
         elif r.get("benchmark") == "probe_memory":
             cell = ", ".join(f"{name} (`{c['levers']}`) **{c['peak_rss_mb'] / 1024:.2f} GB**, {c['tokens_per_s']:.0f} "
                              "tokens/s" for name, c in r["cases"].items()) + " · <= 2.5 GB: " + (

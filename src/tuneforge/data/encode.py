@@ -87,7 +87,8 @@ def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.
 # rows × 128 tokens kept ~1.4 GB of activations on multilingual-e5-small (12 layers; ~0.34 MB a token at that
 # length, over half of it attention); as micro-batches of 8 rows it keeps a quarter, for the same gradient.
 # Measured (4,000 waimai_10k rows, 125 steps, batch 32, two runs each): peak RSS 3.42 GB unsplit, 2.71 GB at
-# 2,048 tokens, 2.26-2.27 GB at 1,024; tokens/s 1,392 / 1,583-1,634 / 1,527-1,568.
+# 2,048 tokens, 2.26-2.27 GB at 1,024; tokens/s 1,392 / 1,583-1,634 / 1,527-1,568. At 512 (250 steps, one run):
+# 2.10 vs 2.33 GB at 1,024, but 1,353 vs 1,542 tokens/s, so 1,024 stays.
 LONG_BATCH_TOKENS = 1024
 
 

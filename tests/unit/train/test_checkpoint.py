@@ -155,3 +155,27 @@ def test_load_best_refuses_weights_from_another_step(tiny_classifier, tmp_path):
     save_best(tiny_classifier, tmp_path, 40)
     assert load_best(tiny_classifier, tmp_path, 30) is False
     assert load_best(tiny_classifier, tmp_path, 40) is True
+
+
+def test_load_best_reads_into_the_parameters_and_is_strict(tmp_path):
+    """Tied weights, a bf16 tensor and a buffer come back bit for bit; a model of another shape is refused."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32)
+    model = GPT2LMHeadModel(config)
+    model.transformer.h[0].mlp.c_fc.to(torch.bfloat16)
+    save_best(model, tmp_path, 3)
+    torch.manual_seed(1)
+    fresh = GPT2LMHeadModel(config)
+    fresh.transformer.h[0].mlp.c_fc.to(torch.bfloat16)
+    storage = fresh.transformer.wte.weight.data_ptr()
+    assert load_best(fresh, tmp_path, 3) is True
+    assert fresh.transformer.wte.weight.data_ptr() == storage  # written in place, not replaced
+    assert fresh.lm_head.weight is fresh.transformer.wte.weight
+    for (name, a), (_, b) in zip(model.state_dict().items(), fresh.state_dict().items()):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    assert load_best(fresh, tmp_path, 4) is False  # saved at another step
+    other = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2, n_positions=32))
+    with pytest.raises(RuntimeError, match="in the file"):
+        load_best(other, tmp_path)
