@@ -284,6 +284,9 @@ def _ratio_rows() -> list[str]:
                                                "80/10/10): TuneForge defaults vs baselines, one run",
                    "waimai_sidebyside_auto.json": "waimai_10k, the same split, with the memory levers of issue 20: "
                                                   "defaults (auto model) vs TF-IDF, one run, and the run's peak RSS",
+                   "waimai_sidebyside_auto_lr5e-5.json": "waimai_10k, the same split and code, variant "
+                                                         "`train.learning_rate=5e-5` (the default is 1e-4): auto model, "
+                                                         "one run",
                    "e5_speed.json": "Training time per token, multilingual-e5-small (12 layers) vs minilm-l6 (6), "
                                     "the same 2,000 SST-2 rows, defaults, interleaved rounds (issue 20: within 1.3× "
                                     "of minilm × the layer ratio)",
