@@ -25,9 +25,10 @@ LEVERS: dict[str, str] = {
     "kernel_cache": "CPU: oneDNN keeps its 64 most recent compiled kernels instead of 1,024 "
                     "(ONEDNN_PRIMITIVE_CACHE_CAPACITY, unless set in the environment). Every new batch shape compiles "
                     "new ones (~0.25 MB each): multilingual-e5-small on length-varying batches held ~0.25 GB more.",
-    "split_long_batches": "CPU text classification: a training batch over 1,024 padded tokens (rows × longest row) "
-                          "runs as micro-batches whose gradients sum to the batch's; 32 rows of 128 tokens held "
-                          "~1.4 GB of activations on multilingual-e5-small.",
+    "split_long_batches": "CPU text classification: a training batch whose share per process is over 1,024 padded "
+                          "tokens (rows × longest row) runs as micro-batches whose gradients sum to the batch's "
+                          "(weighted by class weights when set; dropout draws other masks); 32 rows of 128 tokens "
+                          "held ~1.4 GB of activations on multilingual-e5-small.",
     "length_grouping": "Training batches of similar length (shuffled mega-batches sorted by length), so less padding "
                        "is computed; off: plain shuffled batches.",
     "label_logits": "Causal-LM fine-tuning (sft): the LM head and its softmax run only at the positions whose next "

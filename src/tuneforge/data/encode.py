@@ -95,17 +95,28 @@ LONG_BATCH_TOKENS = 1024
 class LengthGroupedBatches:
     """Training data for the loop (classification): batches of an `Encoded`, padded per batch; length-grouped
     (the length_grouping lever) or, with `grouped=False`, plainly shuffled. `micro_tokens`: the loop runs a batch
-    whose rows × longest row exceeds it as micro-batches (gradient accumulation: the same gradient, less memory)."""
+    whose rows (this process's share) × longest row exceed it as micro-batches (gradient accumulation: the same
+    gradient, less memory). `class_weights` (single-label): the loss is a weighted mean, so each micro-batch is
+    weighed by its rows' class weights (`loss_weight`), not its row count, and the accumulated gradient stays the
+    batch's."""
 
-    def __init__(self, data: Encoded, pad_id: int, grouped: bool = True, micro_tokens: int | None = None):
+    def __init__(self, data: Encoded, pad_id: int, grouped: bool = True, micro_tokens: int | None = None,
+                 class_weights: torch.Tensor | None = None):
         self.data, self.pad_id, self.grouped, self.micro_tokens = data, pad_id, grouped, micro_tokens
+        self._lengths = data.lengths  # a property over every row: computed once, read every step
+        if class_weights is not None:
+            self.class_weights = torch.as_tensor(class_weights, dtype=torch.float64)
+            self.loss_weight = self._class_weight_sum
+
+    def _class_weight_sum(self, batch: dict) -> float:
+        return float(self.class_weights[batch["labels"]].sum())
 
     def __len__(self) -> int:
         return len(self.data)
 
     @property
     def lengths(self) -> np.ndarray:
-        return self.data.lengths
+        return self._lengths
 
     def batches(self, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
         if not self.grouped:

@@ -11,8 +11,9 @@ from tuneforge.evaluate.metrics import Counts, RowOutputs, compute_metrics
 from tuneforge.model.first_token import first_token_only
 from tuneforge.model.loss import classification_loss
 
-# Padded tokens per evaluation batch at most (rows × longest row): 128 rows of 128 tokens in fp32 took 0.77 GB of
-# activations on multilingual-e5-small (12 layers); 4,096 keeps long texts to 32 rows and leaves short ones at 128.
+# Padded tokens per evaluation batch at most on CPU (rows × longest row): 128 rows of 128 tokens in fp32 took 0.77 GB
+# of activations on multilingual-e5-small (12 layers); 4,096 keeps long texts to 32 rows and leaves short ones at
+# 128. A GPU keeps `eval.batch_size` as set.
 EVAL_MAX_TOKENS = 4096
 
 
@@ -30,7 +31,8 @@ def evaluate_classifier(model, data: Encoded, names: tuple[str, ...], multi_labe
     model.eval()  # dropout off: the numbers must not depend on where in training this is called
     counts = Counts(len(names), multi_label)
     rows = RowOutputs(len(data), len(names)) if details and not multi_label else None
-    for index in sorted_batches(data.lengths, batch_size, EVAL_MAX_TOKENS)[rank::world]:
+    bound = EVAL_MAX_TOKENS if torch.device(device).type == "cpu" else None
+    for index in sorted_batches(data.lengths, batch_size, bound)[rank::world]:
         batch = {k: v.to(device) for k, v in collate(data, index, pad_id).items()}
         with autocast() if autocast else nullcontext(), first_token_only(model):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

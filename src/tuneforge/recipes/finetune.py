@@ -65,7 +65,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
 
     weights = balanced_class_weights(labels.class_counts(targets["train"]), cfg.train.class_weights)
     result = session.train(
-        model, session.text_batches(encoded["train"], pad_id),
+        model, session.text_batches(encoded["train"], pad_id, None if labels.multi_label else weights),
         make_objective("classification", multi_label=labels.multi_label, weights=weights), evaluate,
         metric=cfg.eval.metric, patience=cfg.train.early_stopping_patience,
         total_steps=total_steps(cfg, len(encoded["train"].input_ids)),
@@ -84,10 +84,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
 
 
 def weights_checksum(model) -> float:
-    """The sum of every weight in float64, 4,096 rows at a time: a float64 copy of the 250,002-row embedding
+    """The sum of every weight in float64, 2²⁰ values at a time: a float64 copy of the 250,002-row embedding
     (`.double()`, or `sum(dtype=torch.float64)`, which casts first) was a 0.77 GB peak at the end of a run."""
     return sum(part.sum(dtype=torch.float64).item() for p in model.parameters()
-               for part in p.detach().reshape(p.shape[0] if p.dim() else 1, -1).split(4096))
+               for part in p.detach().reshape(-1).split(1 << 20))
 
 
 def _load_data(cfg: FinetuneConfig):

@@ -104,10 +104,15 @@ def load_best(model, run_dir: Path, step: int | None = None) -> bool:
     RSS. Strict as `load_state_dict`: the file's keys, shapes and dtypes must be the model's."""
     import json as _json
 
+    import sys
+
     path = _best_path(run_dir, step)
     if path is None:
         return False
     target = {k: v for k, v in model.state_dict().items()}
+    if sys.byteorder != "little" or any(v.dtype not in _SAFETENSORS_DTYPES.values() for v in target.values()):
+        model.load_state_dict(load_file(str(path)), strict=True)  # safetensors is little-endian; rare dtypes
+        return True
     with path.open("rb") as fh:
         size = int.from_bytes(fh.read(8), "little")
         header = _json.loads(fh.read(size))

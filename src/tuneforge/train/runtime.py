@@ -123,12 +123,15 @@ class HeapTrimmer:
         self.floor = rss_mb() if on else 0.0
 
     def after_step(self) -> None:
-        if self.on and rss_mb() > self.floor + self.slack:
+        if self.on and (now := rss_mb()) > self.floor + self.slack:
             self.trim()
+            # A step faults its working set back in after a trim; from the high-water mark, only growth beyond
+            # what a step needs trims again (a working set over the slack would otherwise trim every step).
+            self.floor = now
 
     def trim(self) -> None:
-        if self.on and trim_freed_memory():
-            self.trims += 1
+        if self.on:
+            self.trims += trim_freed_memory()
             self.floor = rss_mb()
 
 

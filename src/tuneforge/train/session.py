@@ -111,12 +111,12 @@ class Session:
     def apply_levers(self, model):
         return apply_levers(model, self.cfg.runtime)
 
-    def text_batches(self, encoded, pad_id: int) -> LengthGroupedBatches:
+    def text_batches(self, encoded, pad_id: int, class_weights=None) -> LengthGroupedBatches:
         """Training batches of encoded texts, padded per batch; length-grouped with the length_grouping lever; on CPU
         with split_long_batches, a batch over LONG_BATCH_TOKENS padded tokens runs as micro-batches."""
         split = self.lever("split_long_batches") and self.accelerator.device.type == "cpu"
         return LengthGroupedBatches(encoded, pad_id, grouped=self.lever("length_grouping"),
-                                    micro_tokens=LONG_BATCH_TOKENS if split else None)
+                                    micro_tokens=LONG_BATCH_TOKENS if split else None, class_weights=class_weights)
 
     def eval_context(self) -> dict:
         """The keyword arguments every streaming evaluation takes: where to run and how to sum over processes."""

@@ -56,22 +56,26 @@ def test_trim_and_rss_helpers():
 
 
 def test_heap_trimmer_trims_when_rss_grows_past_its_slack(monkeypatch):
-    readings = iter([1000.0, 1500.0, 2100.0, 1100.0, 1600.0, 2200.0, 1150.0])  # MB: start, after steps..., after trims
+    readings = iter([1000.0, 1500.0, 2100.0, 1100.0, 1600.0, 2200.0, 3200.0, 1200.0, 900.0])  # MB, in read order
     monkeypatch.setattr(runtime, "rss_mb", lambda: next(readings))
     calls = []
     monkeypatch.setattr(runtime, "trim_freed_memory", lambda: calls.append(1) or True)
     trimmer = runtime.HeapTrimmer(True, slack_mb=1024)  # floor 1000
     trimmer.after_step()  # 1500: within the slack
     assert calls == []
-    trimmer.after_step()  # 2100 > 1000 + 1024: trim, new floor 1100
-    assert calls == [1] and trimmer.floor == 1100.0
-    trimmer.after_step()  # 1600: within
-    trimmer.after_step()  # 2200 > 1100 + 1024: trims again
-    assert len(calls) == 2 and trimmer.trims == 2
+    trimmer.after_step()  # 2100 > 1000 + 1024: trim (RSS after it: 1100); the floor is the high-water mark, 2100
+    assert calls == [1] and trimmer.floor == 2100.0
+    trimmer.after_step()  # 1600: a step refaulting its working set does not trim again...
+    trimmer.after_step()  # ...nor 2200
+    assert calls == [1]
+    trimmer.after_step()  # 3200 > 2100 + 1024: growth beyond the working set trims (RSS after: 1200)
+    assert len(calls) == 2 and trimmer.trims == 2 and trimmer.floor == 3200.0
+    trimmer.trim()  # after an evaluation: the floor is where the trim left RSS
+    assert len(calls) == 3 and trimmer.floor == 900.0
     off = runtime.HeapTrimmer(False)
     off.after_step()
     off.trim()
-    assert len(calls) == 2
+    assert len(calls) == 3
 
 
 def _tiny_classifier():
@@ -81,8 +85,9 @@ def _tiny_classifier():
                                                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
 
 
+@pytest.mark.parametrize("weights", [None, [0.2, 1.0, 3.0]])
 @pytest.mark.parametrize("budget, parts", [(None, 1), (40, 4), (1, 8)])  # longest row 14: 40 → 2 rows a forward
-def test_split_long_batches_gives_the_whole_batch_gradient(budget, parts):
+def test_split_long_batches_gives_the_whole_batch_gradient(budget, parts, weights):
     from accelerate import Accelerator
 
     from tuneforge.data.encode import Encoded, LengthGroupedBatches
@@ -94,7 +99,8 @@ def test_split_long_batches_gives_the_whole_batch_gradient(budget, parts):
     index = np.arange(8)
     grads = {}
     for micro in (None, budget):
-        data = LengthGroupedBatches(Encoded(rows, labels), pad_id=0, micro_tokens=micro)
+        data = LengthGroupedBatches(Encoded(rows, labels), pad_id=0, micro_tokens=micro,
+                                    class_weights=None if weights is None else torch.tensor(weights))
         seen = []
         original = data.collate
         data.collate = lambda part, epoch, original=original: seen.append(len(part)) or original(part, epoch)
@@ -102,8 +108,9 @@ def test_split_long_batches_gives_the_whole_batch_gradient(budget, parts):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the step leaves the weights: compare gradients
         optimizer.zero_grad = lambda set_to_none=True: None  # keep .grad after the step
         cfg = loop.LoopConfig(run_dir=None, total_steps=1, batch_size=8, max_grad_norm=None, progress=False)
-        loop._train_step(Accelerator(cpu=True), model, optimizer, make_objective("classification", multi_label=False),
-                         data, index, 0, cfg)
+        objective = make_objective("classification", multi_label=False,
+                                   weights=None if weights is None else torch.tensor(weights))
+        loop._train_step(Accelerator(cpu=True), model, optimizer, objective, data, index, 0, cfg)
         grads[micro] = ([p.grad.clone() for p in model.parameters() if p.grad is not None], seen)
     (whole, seen_whole), (split, seen_split) = grads[None], grads[budget]
     assert seen_whole == [8] and len(seen_split) == parts and sum(seen_split) == 8
