@@ -90,7 +90,7 @@ class EvalConfig(_Strict):
     every_steps: int | None = Field(None, gt=0, description="Evaluate (and checkpoint) every N steps. Auto: every epoch, or ~4 times an epoch on large data.")
     metric: Literal["auto", "accuracy", "macro_f1", "micro_f1", "loss", "bleu"] = Field(
         "auto", description="Metric for best-checkpoint selection and early stopping. Auto: accuracy (single-label), micro_f1 (multi-label), loss (sft: held-out loss on the response tokens; seq2seq), bleu (translation: sacreBLEU of greedy translations of `bleu_samples` validation sentences).")
-    batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction.")
+    batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction (on CPU an evaluation batch also holds at most 4,096 padded tokens: long texts come in smaller batches).")
     calibrate: bool = Field(True, description="Fit a softmax temperature on validation (single-label), store it in the model and use it at predict time; the report shows calibration before and after.")
     baseline: bool = Field(True, description="Train a TF-IDF + logistic regression baseline on the same split and show it beside the transformer in the report.")
     bootstrap_samples: int = Field(1000, ge=0, description="Bootstrap resamples for the 95% confidence intervals in the report (0 = off).")

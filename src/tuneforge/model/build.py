@@ -1,6 +1,7 @@
 """Load a tokenizer and a sequence-classification model with the right head for a label space."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 from tuneforge.data.labels import LabelSpace
@@ -47,13 +48,9 @@ class ParkedTokenizer:
     between encoding the data and saving final/. Parking takes ~15 ms, `load()` ~0.6 s; added tokens survive."""
 
     def __init__(self, tokenizer):
-        import pickle
-
         self._data = pickle.dumps(tokenizer)
 
     def load(self):
-        import pickle
-
         return pickle.loads(self._data)
 
 

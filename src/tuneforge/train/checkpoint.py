@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -115,7 +116,7 @@ def load_best(model, run_dir: Path, step: int | None = None) -> bool:
         return True
     with path.open("rb") as fh:
         size = int.from_bytes(fh.read(8), "little")
-        header = _json.loads(fh.read(size))
+        header = json.loads(fh.read(size))
         header.pop("__metadata__", None)
         if set(header) != set(target):
             missing, unexpected = sorted(set(target) - set(header)), sorted(set(header) - set(target))

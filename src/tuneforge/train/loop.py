@@ -73,8 +73,9 @@ def _micro_batches(index: np.ndarray, rank: int, world: int, accum: int) -> list
 
 def _accumulation(data, index: np.ndarray, cfg: LoopConfig, world: int) -> int:
     """Micro-batches for this batch: `grad_accum`, or more when the data bounds the padded tokens of one forward
-    (`data.micro_tokens`) and this batch's rows × longest row would exceed it. The micro-batches' gradients,
-    weighted by their rows, sum to the whole batch's, so only the activation memory changes."""
+    (`data.micro_tokens`) and this rank's rows × the batch's longest row would exceed it. The micro-batches'
+    gradients, weighted as `_loss_weights` weighs them (rows, or the data's `loss_weight`), sum to the whole
+    batch's, so only the activation memory changes."""
     budget = getattr(data, "micro_tokens", None)
     if not budget:
         return cfg.grad_accum
