@@ -44,7 +44,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "e43714607d5ec622341b3dd1bf2650df84cd5224",  # issue 19: ONNX step probe, product engine
                           "21aaf35e3eb725e63786293a08dd7c79615f512e",  # bench_finetune 1,000 rows bf16 rerun, clean
                           "cdf6305d31686f056875872de49141fc5197d4f6",  # bench_finetune 4,000 rows fp32 rerun on a clean tree
-                          "bba3a7a17cb310b56e8c83021b9ad8514142c83c"}  # issue 20: memory levers, waimai, e5 speed, SST-2
+                          "bba3a7a17cb310b56e8c83021b9ad8514142c83c",  # issue 20: memory levers, waimai, e5 speed, SST-2
+                          "75e3d8abb996c7641714860c127a9231e95bdafd"}  # issue 20: e5 on English SST-2 (a variant)
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 

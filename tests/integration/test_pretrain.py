@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-import tuneforge.train.loop as loop
-from tfi_helpers import assert_ok, assert_same_weights, assert_user_error, read_jsonl, run_cli, write_toy_data
+from tfi_helpers import (
+    assert_ok,
+    assert_same_weights,
+    assert_user_error,
+    interrupt_after_checkpoints,
+    read_jsonl,
+    run_cli,
+    write_toy_data,
+)
 
 WORDS = ["the", "a", "movie", "food", "service", "was", "really", "very", "and", "it", "this", "phone", "hotel",
          "staff", "quite", "is", "overall", "room", "good", "bad", "great", "awful", "nice", "slow", "happy"]
@@ -134,15 +141,7 @@ def test_resume_after_interrupt_gives_the_same_model(tmp_path, tiny_model, monke
 
     corpus = write_corpus(tmp_path / "c.txt")
     ref = pretrain(_continued_config(corpus, tiny_model, tmp_path / "ref", "train.max_steps=9"))
-    real, saved = loop.save_checkpoint, []
-
-    def save_then_interrupt(*args, **kwargs):
-        saved.append(real(*args, **kwargs))
-        if len(saved) == 2:
-            raise KeyboardInterrupt
-        return saved[-1]
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_interrupt)
+    interrupt_after_checkpoints(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         pretrain(_continued_config(corpus, tiny_model, tmp_path / "run", "train.max_steps=9"))
     assert not (tmp_path / "run" / "final").exists()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import tuneforge.train.loop as loop
 from tfi_helpers import (
+    interrupt_after_checkpoints,
     assert_ok,
     assert_same_weights,
     cli_env,
@@ -56,28 +56,12 @@ def reference(tmp_path_factory, tiny_model):
     return {"data": data, "run": base / "run", "summary": summary}
 
 
-def _interrupt_after(monkeypatch, n: int) -> list[Path]:
-    """Make the n-th checkpoint save raise KeyboardInterrupt right after it completed (a deterministic Ctrl-C)."""
-    real = loop.save_checkpoint
-    saved: list[Path] = []
-
-    def save_then_interrupt(*args, **kwargs):
-        path = real(*args, **kwargs)
-        saved.append(path)
-        if len(saved) == n:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_interrupt)
-    return saved
-
-
 def _interrupted_then_resumed(reference, tiny_model, tmp_path, monkeypatch, n: int) -> tuple[Path, dict, list[Path]]:
     from tuneforge.recipes.finetune import finetune
     from tuneforge.train.checkpoint import latest_checkpoint
 
     run = tmp_path / "run"
-    saved = _interrupt_after(monkeypatch, n)
+    saved = interrupt_after_checkpoints(monkeypatch, n)
     with pytest.raises(KeyboardInterrupt):
         finetune(_config(reference["data"], tiny_model, run))
     assert len(saved) == n

@@ -286,3 +286,22 @@ def build_encoder(folder: Path, layers: int, dropout: float | None = None) -> Pa
         torch.manual_seed(0)
         BertModel(config).save_pretrained(folder)
     return folder
+
+
+def interrupt_after_checkpoints(monkeypatch, n: int) -> list[Path]:
+    """Make the n-th checkpoint save raise KeyboardInterrupt right after it completed (a deterministic Ctrl-C).
+    Returns the list the saved checkpoint paths are appended to; `monkeypatch.undo()` restores the real save."""
+    import tuneforge.train.loop as loop
+
+    real = loop.save_checkpoint
+    saved: list[Path] = []
+
+    def save_then_interrupt(*args, **kwargs):
+        path = real(*args, **kwargs)
+        saved.append(path)
+        if len(saved) == n:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_interrupt)
+    return saved

@@ -11,6 +11,9 @@ LEVERS: dict[str, str] = {
     "embedding_rows": "CPU, one process: the word embedding trains as the rows the training texts use (no dense "
                       "vocabulary-sized gradient); exact up to rounding. Its optimizer is fused AdamW, so it "
                       "needs fused_adamw on.",
+    "compact_vocab": "Text classification: a word embedding of 64 MB or more (multilingual-e5-small's 250,002 rows) "
+                     "is swapped for the rows the run's texts use while training; final/ gets the full table back "
+                     "(rows no text uses come back as loaded, without AdamW's weight decay).",
     "first_token": "A sequence classifier's last layer is computed at the first token only, the one its head reads "
                    "(training, evaluation, prediction and export); exact up to rounding.",
     "fast_dropout": "CPU dropout masks from numpy's SFC64 bits instead of torch's bernoulli_ (same distribution).",

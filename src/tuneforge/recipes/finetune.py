@@ -17,6 +17,7 @@ from tuneforge.data.splits import load_splits, split_record
 from tuneforge.errors import UserError
 from tuneforge.evaluate.stream import evaluate_classifier
 from tuneforge.model.build import ParkedTokenizer, load_classifier, load_tokenizer
+from tuneforge.model.compact_vocab import compact_vocabulary
 from tuneforge.model.choose import choose_encoder, is_auto, release_tokenizers
 from tuneforge.model.loss import balanced_class_weights
 from tuneforge.model.manifest import RunSummary
@@ -55,6 +56,13 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     session.write("split.json", json.dumps(split_record(splits)))
     encoded = {name: encode_texts(tokenizer, s.texts, cfg.data.max_length, targets[name]) for name, s in splits.items()}
     pad_id = tokenizer.pad_token_id or 0
+    compact = None
+    if session.lever("compact_vocab"):  # the rows the run's texts use; the rest waits on disk for final/
+        compact = compact_vocabulary(model, encoded, [pad_id, *tokenizer.all_special_ids])
+    if compact is not None:
+        pad_id = compact.compact_id(pad_id)
+        session.say(f"vocabulary: training {len(compact.ids):,} of {compact.vocab_rows:,} embedding rows (the ones "
+                    "these texts use); final/ keeps them all")
     parked, tokenizer, built.tokenizer = ParkedTokenizer(tokenizer), None, None  # back for final/ (after training)
 
     def evaluate(m, split="validation", details=False, autocast=session.accelerator.autocast):
@@ -74,6 +82,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     # The best weights in fp32, without Accelerate's autocast wrapper, as everything that loads final/ runs them.
     final_model = session.accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
     final = final_evaluation(cfg, evaluate, final_model, labels, encoded)
+    if compact is not None:
+        compact.expand(final_model)
     summary = session.summary("classification", result, final.metrics, vocab_added=len(built.added),
                               coverage=built.coverage.summary(), warning=built.warning, data_check=data_check)
     checksum = torch.tensor([weights_checksum(final_model)], device=session.accelerator.device)
