@@ -63,7 +63,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
         pad_id = compact.compact_id(pad_id)
         session.say(f"vocabulary: training {len(compact.ids):,} of {compact.vocab_rows:,} embedding rows (the ones "
                     "these texts use); final/ keeps them all")
-    parked, tokenizer, built.tokenizer = ParkedTokenizer(tokenizer), None, None  # back for final/ (after training)
+    parked, tokenizer, built.tokenizer = ParkedTokenizer(tokenizer), None, None  # its files go into final/
 
     def evaluate(m, split="validation", details=False, autocast=session.accelerator.autocast):
         context = {**session.eval_context(), "autocast": autocast}
@@ -89,7 +89,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     checksum = torch.tensor([weights_checksum(final_model)], device=session.accelerator.device)
     checksums = session.accelerator.gather(checksum).tolist()  # one per process: DDP keeps them equal
     if session.is_main:
-        summary = write_outputs(session, final_model, parked.load(), splits, labels, summary, final, checksums)
+        summary = write_outputs(session, final_model, parked, splits, labels, summary, final, checksums)
     return session.finish(summary)
 
 

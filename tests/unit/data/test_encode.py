@@ -114,3 +114,15 @@ def test_sorted_batches_bound_padded_tokens():
     assert all(len(b) * lengths[b].max() <= 256 or len(b) == 1 for b in bounded)
     assert [len(b) for b in bounded] == [2, 4, 2]  # 128,100 | 60,30,20,10 | 8,5
     assert [len(b) for b in sorted_batches(lengths, 4, max_tokens=64)] == [1, 1, 1, 2, 3]  # a long row alone
+
+
+def test_encode_texts_in_chunks_gives_the_one_call_ids(tiny_model, monkeypatch):
+    import tuneforge.data.encode as encode
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    texts = [f"the movie was {'very ' * i}good" for i in range(10)]
+    monkeypatch.setattr(encode, "ENCODE_CHUNK", 3)  # 4 calls, the last one short
+    got = encode.encode_texts(tokenizer, texts, 8, np.arange(10))
+    assert got.input_ids == tokenizer(texts, truncation=True, max_length=8)["input_ids"]
+    assert max(map(len, got.input_ids)) == 8 and len(got) == 10 and got.labels.tolist() == list(range(10))

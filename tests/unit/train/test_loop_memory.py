@@ -136,9 +136,22 @@ def test_parked_tokenizer_comes_back_with_its_added_tokens(tiny_model):
     tokenizer = load_tokenizer(str(tiny_model))
     tokenizer.add_tokens(["外卖", "好吃"])
     before = tokenizer("外卖 好吃 good")["input_ids"]
-    back = ParkedTokenizer(tokenizer).load()
+    parked = ParkedTokenizer(tokenizer)
+    back = parked.load()
     assert back is not tokenizer and len(back) == len(tokenizer)
     assert back("外卖 好吃 good")["input_ids"] == before
+
+
+def test_parked_tokenizer_saves_the_files_the_tokenizer_saves(tiny_model, tmp_path):
+    from tuneforge.model.build import ParkedTokenizer, load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    tokenizer.add_tokens(["外卖"])
+    tokenizer.save_pretrained(tmp_path / "direct")
+    (tmp_path / "parked").mkdir()
+    ParkedTokenizer(tokenizer).save_pretrained(tmp_path / "parked")
+    direct = {p.name: p.read_bytes() for p in (tmp_path / "direct").iterdir()}
+    assert direct and {p.name: p.read_bytes() for p in (tmp_path / "parked").iterdir()} == direct
 
 
 def test_weights_checksum_is_the_float64_sum():
