@@ -26,9 +26,9 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
 
-# The quick part: everything not marked slow.
+# The quick part: everything not marked slow, on two pytest workers (pytest-xdist): ~70 s instead of ~110 s on 2 cores.
 test-fast: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" -n 2
 
 # Only the slow tests.
 test-slow: $(STAMP)

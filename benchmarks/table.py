@@ -45,7 +45,9 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "21aaf35e3eb725e63786293a08dd7c79615f512e",  # bench_finetune 1,000 rows bf16 rerun, clean
                           "cdf6305d31686f056875872de49141fc5197d4f6",  # bench_finetune 4,000 rows fp32 rerun on a clean tree
                           "bba3a7a17cb310b56e8c83021b9ad8514142c83c",  # issue 20: memory levers, waimai, e5 speed, SST-2
-                          "75e3d8abb996c7641714860c127a9231e95bdafd"}  # issue 20: e5 on English SST-2 (a variant)
+                          "75e3d8abb996c7641714860c127a9231e95bdafd",  # issue 20: e5 on English SST-2 (a variant)
+                          "f076be270d6e4dbe48d35dedc80703dec524a026",  # issue 20: compact_vocab, waimai
+                          "7b513cbc19ce3885180c5b10bfc535546d5a4143"}  # issue 20: tokenizer parked as files, waimai
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
@@ -251,6 +253,9 @@ def _ratio_rows() -> list[str]:
               "bench_finetune_1000_3seeds.json": "Fine-tune throughput vs HF Trainer (SST-2 1,000 rows, 1 epoch, 3 "
                                                  "seeds, fp32)",
               "bench_finetune_1000_quick.json": "Fine-tune throughput vs HF Trainer (quick: SST-2 1,000 rows, 1 epoch)",
+              "bench_finetune_4000_seed42.json": "Fine-tune throughput vs HF Trainer (SST-2 4,000 rows, 1 epoch), one "
+                                                 "seed (42), on the code that tokenizes in chunks (7b513cb): the rerun "
+                                                 "for the eval-memory target",
               "bench_finetune_4000_bf16.json": "Fine-tune throughput vs HF Trainer, every run in bf16 autocast (SST-2 4,000 rows, 1 epoch, 3 seeds)",
               "bench_finetune_1000_bf16_quick.json": "Fine-tune throughput vs HF Trainer, every run in bf16 autocast (SST-2 1,000 rows, 1 epoch)",
               "bench_infer.json": "Inference vs `transformers.pipeline` (SST-2 dev)",
@@ -289,6 +294,11 @@ def _ratio_rows() -> list[str]:
                    "waimai_sidebyside_auto_lr5e-5.json": "waimai_10k, the same split and code, variant "
                                                          "`train.learning_rate=5e-5` (the default is 1e-4): auto model, "
                                                          "one run",
+                   "waimai_sidebyside_auto_compact.json": "waimai_10k, the same split, with the compact_vocab lever "
+                                                          "(f076be2): defaults (auto model) vs TF-IDF, one run",
+                   "waimai_sidebyside_auto_parked.json": "waimai_10k, the same split, compact_vocab and the tokenizer "
+                                                         "parked as files (7b513cb, the current default path): "
+                                                         "defaults (auto model) vs TF-IDF, one run",
                    "e5_speed.json": "Training time per token, multilingual-e5-small (12 layers) vs minilm-l6 (6), "
                                     "the same 2,000 SST-2 rows, defaults, interleaved rounds (issue 20: within 1.3× "
                                     "of minilm × the layer ratio)",
