@@ -29,7 +29,8 @@ LEVERS: dict[str, str] = {
                     "(ONEDNN_PRIMITIVE_CACHE_CAPACITY, unless set in the environment). Every new batch shape compiles "
                     "new ones (~0.25 MB each): multilingual-e5-small on length-varying batches held ~0.25 GB more.",
     "split_long_batches": "CPU text classification: a training batch whose share per process is over 1,024 padded "
-                          "tokens (rows × longest row) runs as micro-batches whose gradients sum to the batch's "
+                          "tokens (rows × longest row; 1,024 × 6 / layers for an encoder deeper than 6 layers: 512 "
+                          "for multilingual-e5-small) runs as micro-batches whose gradients sum to the batch's "
                           "(weighted by class weights when set; dropout draws other masks); 32 rows of 128 tokens "
                           "held ~1.4 GB of activations on multilingual-e5-small.",
     "length_grouping": "Training batches of similar length (shuffled mega-batches sorted by length), so less padding "

@@ -98,8 +98,19 @@ def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.
 # length, over half of it attention); as micro-batches of 8 rows it keeps a quarter, for the same gradient.
 # Measured (4,000 waimai_10k rows, 125 steps, batch 32, two runs each): peak RSS 3.42 GB unsplit, 2.71 GB at
 # 2,048 tokens, 2.26-2.27 GB at 1,024; tokens/s 1,392 / 1,583-1,634 / 1,527-1,568. At 512 (250 steps, one run):
-# 2.10 vs 2.33 GB at 1,024, but 1,353 vs 1,542 tokens/s, so 1,024 stays.
-LONG_BATCH_TOKENS = 1024
+# 2.10 vs 2.33 GB at 1,024, but 1,353 vs 1,542 tokens/s. 1,024 stays the budget of a 6-layer encoder (minilm-l6);
+# a deeper one keeps proportionally more activations per token, so it gets proportionally fewer tokens
+# (`micro_batch_tokens`): multilingual-e5-small's 12 layers get 512, which issue 20's RSS bound needs on all of
+# waimai_10k (docs/defaults.md has the side-by-side numbers).
+LONG_BATCH_TOKENS, LONG_BATCH_LAYERS = 1024, 6
+
+
+def micro_batch_tokens(layers: int | None) -> int:
+    """Padded tokens per training micro-batch for an encoder of `layers` layers: `LONG_BATCH_TOKENS` at 6 layers or
+    fewer, scaled down by depth above that (12 layers: 512), never under 128."""
+    if not layers or layers <= LONG_BATCH_LAYERS:
+        return LONG_BATCH_TOKENS
+    return max(128, LONG_BATCH_TOKENS * LONG_BATCH_LAYERS // layers)
 
 
 class LengthGroupedBatches:

@@ -73,7 +73,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
 
     weights = balanced_class_weights(labels.class_counts(targets["train"]), cfg.train.class_weights)
     result = session.train(
-        model, session.text_batches(encoded["train"], pad_id, None if labels.multi_label else weights),
+        model, session.text_batches(encoded["train"], pad_id, None if labels.multi_label else weights,
+                                    layers=getattr(model.config, "num_hidden_layers", None)),
         make_objective("classification", multi_label=labels.multi_label, weights=weights), evaluate,
         metric=cfg.eval.metric, patience=cfg.train.early_stopping_patience,
         total_steps=total_steps(cfg, len(encoded["train"].input_ids)),

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from tuneforge.config import to_yaml
-from tuneforge.data.encode import LONG_BATCH_TOKENS, LengthGroupedBatches
+from tuneforge.data.encode import LengthGroupedBatches, micro_batch_tokens
 from tuneforge.errors import UserError
 from tuneforge.model.artifact import atomic_write_text, claim_folder, save_model_folder
 from tuneforge.model.dropout import use_fast_dropout
@@ -111,12 +111,14 @@ class Session:
     def apply_levers(self, model):
         return apply_levers(model, self.cfg.runtime)
 
-    def text_batches(self, encoded, pad_id: int, class_weights=None) -> LengthGroupedBatches:
+    def text_batches(self, encoded, pad_id: int, class_weights=None, layers: int | None = None) -> LengthGroupedBatches:
         """Training batches of encoded texts, padded per batch; length-grouped with the length_grouping lever; on CPU
-        with split_long_batches, a batch over LONG_BATCH_TOKENS padded tokens runs as micro-batches."""
+        with split_long_batches, a batch over `micro_batch_tokens(layers)` padded tokens (1,024 for an encoder of
+        up to 6 layers, fewer for a deeper one) runs as micro-batches."""
         split = self.lever("split_long_batches") and self.accelerator.device.type == "cpu"
         return LengthGroupedBatches(encoded, pad_id, grouped=self.lever("length_grouping"),
-                                    micro_tokens=LONG_BATCH_TOKENS if split else None, class_weights=class_weights)
+                                    micro_tokens=micro_batch_tokens(layers) if split else None,
+                                    class_weights=class_weights)
 
     def eval_context(self) -> dict:
         """The keyword arguments every streaming evaluation takes: where to run and how to sum over processes."""

@@ -181,3 +181,13 @@ def test_kernel_cache_bound_leaves_a_users_setting(monkeypatch):
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
     runtime.bound_kernel_cache()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
+
+
+def test_deeper_encoders_get_smaller_micro_batches(tmp_path):
+    from tuneforge.config import FinetuneConfig
+    from tuneforge.data.encode import LONG_BATCH_TOKENS, Encoded, micro_batch_tokens
+    from tuneforge.train.session import Session
+
+    assert [micro_batch_tokens(n) for n in (None, 2, 6, 12, 24, 100)] == [LONG_BATCH_TOKENS] * 3 + [512, 256, 128]
+    cfg = FinetuneConfig.model_validate({"output": str(tmp_path), "runtime": {"device": "cpu", "progress": False}})
+    assert Session(cfg).text_batches(Encoded([[1, 2, 3]], None), 0, layers=12).micro_tokens == 512
