@@ -47,7 +47,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "bba3a7a17cb310b56e8c83021b9ad8514142c83c",  # issue 20: memory levers, waimai, e5 speed, SST-2
                           "75e3d8abb996c7641714860c127a9231e95bdafd",  # issue 20: e5 on English SST-2 (a variant)
                           "f076be270d6e4dbe48d35dedc80703dec524a026",  # issue 20: compact_vocab, waimai
-                          "7b513cbc19ce3885180c5b10bfc535546d5a4143"}  # issue 20: tokenizer parked as files, waimai
+                          "7b513cbc19ce3885180c5b10bfc535546d5a4143",  # issue 20: tokenizer parked as files, waimai
+                          "e2783ce93bf56ee4f9280fc021638f4a5e433187"}  # issue 20: micro-batches by depth, waimai, speed
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
@@ -297,8 +298,11 @@ def _ratio_rows() -> list[str]:
                    "waimai_sidebyside_auto_compact.json": "waimai_10k, the same split, with the compact_vocab lever "
                                                           "(f076be2): defaults (auto model) vs TF-IDF, one run",
                    "waimai_sidebyside_auto_parked.json": "waimai_10k, the same split, compact_vocab and the tokenizer "
-                                                         "parked as files (7b513cb, the current default path): "
+                                                         "parked as files (7b513cb): "
                                                          "defaults (auto model) vs TF-IDF, one run",
+                   "waimai_sidebyside_auto_micro512.json": "waimai_10k, the same split, micro-batches scaled by depth "
+                                                            "(e5: 512 padded tokens; e2783ce, the current default "
+                                                            "path): defaults (auto model) vs TF-IDF, one run",
                    "e5_speed.json": "Training time per token, multilingual-e5-small (12 layers) vs minilm-l6 (6), "
                                     "the same 2,000 SST-2 rows, defaults, interleaved rounds (issue 20: within 1.3× "
                                     "of minilm × the layer ratio)",
