@@ -74,3 +74,24 @@ def test_interrupted_compact_run_resumes_to_the_same_model(runs, tiny_model, tmp
     assert summary.steps == runs["compact"].steps
     assert_same_weights(runs["base"] / "compact" / "final", tmp_path / "run" / "final")
     assert read_jsonl(tmp_path / "run" / "metrics.jsonl")[-1]["step"] == summary.steps
+
+
+def test_resuming_with_changed_texts_is_one_line_and_keeps_the_checkpoints(runs, tiny_model, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from tuneforge.errors import UserError
+    from tuneforge.recipes.finetune import VOCAB_ROWS
+
+    data = {k: shutil.copy(v, tmp_path / v.name) for k, v in runs["data"].items()}
+    saved = interrupt_after_checkpoints(monkeypatch, 1)
+    monkeypatch.setattr(compact_vocab, "MIN_BYTES", 0)
+    with pytest.raises(KeyboardInterrupt):
+        _run(data, tiny_model, tmp_path / "run")
+    rows = json.loads((tmp_path / "run" / VOCAB_ROWS).read_text())
+    assert rows == sorted(rows) and len(rows) < 300 and len(saved) == 1
+    with open(data["test"], "a", encoding="utf-8") as fh:  # a test text with words no text used before
+        fh.write("okay average neutral 7 9,positive\n")
+    with pytest.raises(UserError, match="changed since this run started"):
+        _run(data, tiny_model, tmp_path / "run", resume=True)
+    assert saved[0].is_dir()  # nothing lost

@@ -1,7 +1,8 @@
 """The speed levers by name: what each does, and the `runtime.levers` setting that turns them on and off.
 
 Every lever leaves the science alone: the same model, data, loss and optimizer, computed faster (or, for
-fast_dropout and fast_attention, the same dropout distribution from a cheaper random source). `none` is the stock
+fast_dropout and fast_attention, the same dropout distribution from a cheaper random source; for compact_vocab,
+embedding rows no text of the run uses keep their loaded values instead of AdamW's weight decay). `none` is the stock
 transformers + PyTorch computation, for anyone who doubts a lever. benchmarks/probes/probe_levers.py measures
 what each one is worth by switching it off alone.
 """

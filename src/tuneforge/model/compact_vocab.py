@@ -57,12 +57,13 @@ class CompactVocab:
 def compact_vocabulary(model: nn.Module, encoded: dict[str, Encoded], keep_ids,
                        min_bytes: int | None = None) -> CompactVocab | None:
     """Swap `model`'s word embedding for the rows `encoded` (every split) and `keep_ids` (special tokens) use, and
-    renumber `encoded` in place. None (nothing changed) when the table is under `min_bytes`, would not shrink by
-    half, or is not a plain untied `nn.Embedding`. `min_bytes`: default `MIN_BYTES`."""
+    renumber `encoded` in place; ids the model's config names keep their numbers. None (nothing changed) when the
+    table is under `min_bytes`, would not shrink by half, or is not a plain untied `nn.Embedding`. `min_bytes`:
+    default `MIN_BYTES`."""
     min_bytes = MIN_BYTES if min_bytes is None else min_bytes
 
     emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if type(emb) is not nn.Embedding or emb.max_norm is not None or emb.sparse:
+    if type(emb) is not nn.Embedding or emb.max_norm is not None or emb.sparse or emb.scale_grad_by_freq:
         return None
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if out is not None and getattr(out, "weight", None) is emb.weight:
@@ -76,10 +77,17 @@ def compact_vocabulary(model: nn.Module, encoded: dict[str, Encoded], keep_ids,
     for data in encoded.values():
         for row in data.input_ids:
             used[row] = True
-    extra = [i for i in keep_ids if i is not None and 0 <= i < weight.shape[0]]
-    if emb.padding_idx is not None:
-        extra.append(emb.padding_idx)
-    used[torch.tensor(extra, dtype=torch.long)] = True
+    kept = [i for i in keep_ids if isinstance(i, int) and 0 <= i < weight.shape[0]]
+    used[torch.tensor(kept, dtype=torch.long)] = True
+    # Ids the model itself reads (its config's pad/bos/eos/sep/cls tokens: a decoder classifier finds each row's last
+    # token by the pad id; the embedding's padding row, which RoBERTa-style position ids count from) must keep their
+    # numbers: every id up to the largest of them stays, so each maps to itself. A model whose such ids sit at the
+    # end of its vocabulary thus keeps it all (no compaction).
+    config = getattr(model, "config", None)
+    fixed = [getattr(config, f"{name}_token_id", None) for name in ("pad", "bos", "eos", "sep", "cls")]
+    fixed = [i for i in [*fixed, emb.padding_idx] if isinstance(i, int) and 0 <= i < weight.shape[0]]
+    if fixed:
+        used[:max(fixed) + 1] = True
     ids = used.nonzero().squeeze(1)
     if 2 * len(ids) > weight.shape[0]:
         return None

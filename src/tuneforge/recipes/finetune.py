@@ -23,6 +23,7 @@ from tuneforge.model.loss import balanced_class_weights
 from tuneforge.model.manifest import RunSummary
 from tuneforge.model.vocab import extend_vocabulary
 from tuneforge.recipes.classifier_outputs import final_evaluation, write_outputs
+from tuneforge.train.checkpoint import latest_checkpoint
 from tuneforge.train.defaults import resolve_auto, total_steps
 from tuneforge.train.objectives import make_objective
 from tuneforge.train.runtime import world_size
@@ -56,13 +57,9 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     session.write("split.json", json.dumps(split_record(splits)))
     encoded = {name: encode_texts(tokenizer, s.texts, cfg.data.max_length, targets[name]) for name, s in splits.items()}
     pad_id = tokenizer.pad_token_id or 0
-    compact = None
-    if session.lever("compact_vocab"):  # the rows the run's texts use; the rest waits on disk for final/
-        compact = compact_vocabulary(model, encoded, [pad_id, *tokenizer.all_special_ids])
+    compact = _compact_vocab(cfg, session, model, encoded, [pad_id, *tokenizer.all_special_ids], resume)
     if compact is not None:
         pad_id = compact.compact_id(pad_id)
-        session.say(f"vocabulary: training {len(compact.ids):,} of {compact.vocab_rows:,} embedding rows (the ones "
-                    "these texts use); final/ keeps them all")
     parked, tokenizer, built.tokenizer = ParkedTokenizer(tokenizer), None, None  # its files go into final/
 
     def evaluate(m, split="validation", details=False, autocast=session.accelerator.autocast):
@@ -92,6 +89,33 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     if session.is_main:
         summary = write_outputs(session, final_model, parked, splits, labels, summary, final, checksums)
     return session.finish(summary)
+
+
+VOCAB_ROWS = "vocab_rows.json"  # the run folder's record of the rows a compact_vocab run trains
+
+
+def _compact_vocab(cfg: FinetuneConfig, session: Session, model, encoded: dict, keep_ids: list[int], resume: bool):
+    """The compact_vocab lever (model/compact_vocab.py): train the embedding rows the run's texts use. The rows are
+    recorded in the run folder; a resumed run must get the same ones (its checkpoints hold that table), and one
+    whose checkpoints predate the record holds the full table, so it resumes without compaction."""
+    from accelerate.utils import DistributedType
+
+    record = session.run_dir / VOCAB_ROWS
+    sharded = session.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    checkpointed = resume and latest_checkpoint(session.run_dir) is not None
+    if not session.lever("compact_vocab") or sharded or (checkpointed and not record.is_file()):
+        return None
+    compact = compact_vocabulary(model, encoded, keep_ids)
+    if compact is None:
+        return None
+    if checkpointed and json.loads(record.read_text(encoding="utf-8")) != compact.ids.tolist():
+        raise UserError(f"{session.run_dir}: the data's texts changed since this run started (they use other "
+                        "vocabulary rows than its checkpoints hold); resume with the original files, or start a new "
+                        "run (--overwrite).")
+    session.write(VOCAB_ROWS, json.dumps(compact.ids.tolist()))
+    session.say(f"vocabulary: training {len(compact.ids):,} of {compact.vocab_rows:,} embedding rows (the ones these "
+                "texts use); final/ keeps them all")
+    return compact
 
 
 def weights_checksum(model) -> float:

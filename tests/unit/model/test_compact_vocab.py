@@ -59,3 +59,15 @@ def test_small_or_dense_tables_are_left_alone(tiny_model):
     everything = {"train": Encoded([list(range(model.config.vocab_size))])}
     assert compact_vocabulary(model, everything, [0], min_bytes=0) is None  # would not halve it
     assert encoded["train"].input_ids == [[2, 5, 3]]
+
+
+def test_ids_the_config_names_keep_their_numbers(tiny_model):
+    model = _classifier(tiny_model)
+    model.config.pad_token_id, model.config.eos_token_id = 0, 30  # as a decoder classifier finds its last token
+    encoded = {"train": Encoded([[2, 40, 41, 3], [2, 57, 3]])}
+    compact = compact_vocabulary(model, encoded, [0, 1, 2, 3], min_bytes=0)
+    assert compact.ids[:31].tolist() == list(range(31)) and compact.ids[31:].tolist() == [40, 41, 57]
+    assert encoded["train"].input_ids == [[2, 31, 32, 3], [2, 33, 3]]
+    too_far = _classifier(tiny_model)
+    too_far.config.eos_token_id = too_far.config.vocab_size - 1  # at the end: compacting would keep every row
+    assert compact_vocabulary(too_far, {"train": Encoded([[2, 5, 3]])}, [0], min_bytes=0) is None
