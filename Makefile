@@ -26,7 +26,7 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15
 
-# The quick part: everything not marked slow, on two pytest workers (pytest-xdist): ~70 s instead of ~110 s on 2 cores.
+# The quick part: everything not marked slow, on two pytest workers (pytest-xdist): 70-80 s instead of ~110 s on 2 cores.
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" -n 2
 
