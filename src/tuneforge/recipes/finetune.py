@@ -57,7 +57,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     session.write("split.json", json.dumps(split_record(splits)))
     encoded = {name: encode_texts(tokenizer, s.texts, cfg.data.max_length, targets[name]) for name, s in splits.items()}
     pad_id = tokenizer.pad_token_id or 0
-    compact = _compact_vocab(cfg, session, model, encoded, [pad_id, *tokenizer.all_special_ids], resume)
+    compact = _compact_vocab(session, model, encoded, [pad_id, *tokenizer.all_special_ids], resume)
     if compact is not None:
         pad_id = compact.compact_id(pad_id)
     parked, tokenizer, built.tokenizer = ParkedTokenizer(tokenizer), None, None  # its files go into final/
@@ -94,7 +94,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
 VOCAB_ROWS = "vocab_rows.json"  # the run folder's record of the rows a compact_vocab run trains
 
 
-def _compact_vocab(cfg: FinetuneConfig, session: Session, model, encoded: dict, keep_ids: list[int], resume: bool):
+def _compact_vocab(session: Session, model, encoded: dict, keep_ids: list[int], resume: bool):
     """The compact_vocab lever (model/compact_vocab.py): train the embedding rows the run's texts use. The rows are
     recorded in the run folder; a resumed run must get the same ones (its checkpoints hold that table), and one
     whose checkpoints predate the record holds the full table, so it resumes without compaction."""
