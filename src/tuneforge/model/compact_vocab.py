@@ -74,9 +74,7 @@ def compact_vocabulary(model: nn.Module, encoded: dict[str, Encoded], keep_ids,
     if weight.numel() * weight.element_size() < min_bytes:
         return None
     used = torch.zeros(weight.shape[0], dtype=torch.bool)
-    for data in encoded.values():
-        for row in data.input_ids:
-            used[row] = True
+    used[torch.tensor([i for data in encoded.values() for row in data.input_ids for i in row], dtype=torch.long)] = True
     kept = [i for i in keep_ids if isinstance(i, int) and 0 <= i < weight.shape[0]]
     used[torch.tensor(kept, dtype=torch.long)] = True
     # Ids the model itself reads (its config's pad/bos/eos/sep/cls tokens: a decoder classifier finds each row's last
