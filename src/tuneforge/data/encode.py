@@ -133,7 +133,7 @@ class LengthGroupedBatches:
         return float(self.class_weights[batch["labels"]].sum())
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self._lengths)  # training examples: rows here, pairs in `data.pairs.PairBatches`
 
     @property
     def lengths(self) -> np.ndarray:
@@ -141,7 +141,7 @@ class LengthGroupedBatches:
 
     def batches(self, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
         if not self.grouped:
-            return shuffled_batches(len(self.data), batch_size, seed, epoch)
+            return shuffled_batches(len(self), batch_size, seed, epoch)
         return length_grouped_batches(self.lengths, batch_size, seed, epoch)
 
     def collate(self, index: np.ndarray, epoch: int) -> dict[str, torch.Tensor]:

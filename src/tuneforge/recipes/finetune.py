@@ -3,6 +3,7 @@ calibrate → final/ (with its model card) and the report (with the TF-IDF basel
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import torch
@@ -10,7 +11,8 @@ from accelerate.utils import set_seed
 
 from tuneforge.config import FinetuneConfig
 from tuneforge.data.coverage import Coverage, measure_coverage
-from tuneforge.data.encode import encode_texts
+from tuneforge.data.encode import encode_texts, micro_batch_tokens
+from tuneforge.data.pairs import PairBatches, sentence_pairs
 from tuneforge.data.labels import LabelSpace
 from tuneforge.data.quality import check_splits
 from tuneforge.data.splits import load_splits, split_record
@@ -19,12 +21,13 @@ from tuneforge.evaluate.stream import evaluate_classifier
 from tuneforge.model.build import ParkedTokenizer, load_classifier, load_tokenizer
 from tuneforge.model.compact_vocab import compact_vocabulary
 from tuneforge.model.choose import choose_encoder, is_auto, release_tokenizers
+from tuneforge.model.linear_head import fit_linear_head, head_fits, pooled_vectors
 from tuneforge.model.loss import balanced_class_weights
 from tuneforge.model.manifest import RunSummary
 from tuneforge.model.vocab import extend_vocabulary
 from tuneforge.recipes.classifier_outputs import final_evaluation, write_outputs
 from tuneforge.train.checkpoint import latest_checkpoint
-from tuneforge.train.defaults import resolve_auto, total_steps
+from tuneforge.train.defaults import resolve_auto, resolve_contrastive, total_steps
 from tuneforge.train.objectives import make_objective
 from tuneforge.train.runtime import world_size
 from tuneforge.train.session import Session
@@ -51,9 +54,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     cfg = _choose_model(cfg, splits, session)
     built = _build_model(cfg, splits, labels, session)
     tokenizer, model = built.tokenizer, session.apply_levers(built.model)
+    cfg, why_pairs = resolve_contrastive(cfg, len(splits["train"].texts), head_fits(model), world_size())
     cfg, why = resolve_auto(cfg, len(splits["train"].texts), model.config.hidden_size, bool(built.added),
                             world_size())
-    cfg = session.resolve(cfg, why)
+    cfg = session.resolve(cfg, {**why_pairs, **why})
     session.write("split.json", json.dumps(split_record(splits)))
     encoded = {name: encode_texts(tokenizer, s.texts, cfg.data.max_length, targets[name]) for name, s in splits.items()}
     pad_id = tokenizer.pad_token_id or 0
@@ -69,13 +73,18 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
                                    **context)
 
     weights = balanced_class_weights(labels.class_counts(targets["train"]), cfg.train.class_weights)
+    layers = getattr(model.config, "num_hidden_layers", None)
+    if cfg.train.contrastive == "on":
+        data, objective, in_loop = _contrastive(cfg, session, encoded, pad_id, weights, evaluate, layers)
+    else:
+        data = session.text_batches(encoded["train"], pad_id, None if labels.multi_label else weights, layers=layers)
+        objective = make_objective("classification", multi_label=labels.multi_label, weights=weights)
+        in_loop = evaluate
     result = session.train(
-        model, session.text_batches(encoded["train"], pad_id, None if labels.multi_label else weights,
-                                    layers=getattr(model.config, "num_hidden_layers", None)),
-        make_objective("classification", multi_label=labels.multi_label, weights=weights), evaluate,
-        metric=cfg.eval.metric, patience=cfg.train.early_stopping_patience,
-        total_steps=total_steps(cfg, len(encoded["train"].input_ids)),
-        embedding_rows=[pad_id, *(i for row in encoded["train"].input_ids for i in row)])
+        model, data, objective, in_loop, metric=cfg.eval.metric, patience=cfg.train.early_stopping_patience,
+        total_steps=total_steps(cfg, len(data)),
+        embedding_rows=[pad_id, *(i for row in encoded["train"].input_ids for i in row)],
+        keep_last=cfg.train.contrastive == "on")
 
     # The best weights in fp32, without Accelerate's autocast wrapper, as everything that loads final/ runs them.
     final_model = session.accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
@@ -89,6 +98,31 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
     if session.is_main:
         summary = write_outputs(session, final_model, parked, splits, labels, summary, final, checksums)
     return session.finish(summary)
+
+
+def _contrastive(cfg: FinetuneConfig, session: Session, encoded: dict, pad_id: int, weights, evaluate, layers):
+    """`train.contrastive` on (SetFit-style): the loop trains the encoder on sentence pairs of the training rows, and
+    each evaluation first fits the head by logistic regression on the training rows' pooled vectors, so every
+    checkpoint holds a fitted head. The run keeps its last weights, as SetFit does: on 500 SST-2 rows the best of 4
+    evaluations on 25 validation rows scored 0.780 on dev, the last 0.808. Returns (data, objective, evaluate)."""
+    train = encoded["train"]
+    n_pairs = cfg.train.contrastive_pairs
+    pairs = sentence_pairs(train.labels, math.ceil(n_pairs / (2 * len(train))), cfg.train.seed)[:n_pairs]
+    session.say(f"contrastive: tuning the encoder on {len(pairs):,} sentence pairs of the {len(train):,} training rows "
+                "(same label → similar), the head fitted by logistic regression at each evaluation (train.contrastive)")
+    split = session.lever("split_long_batches") and session.accelerator.device.type == "cpu"
+    data = PairBatches(train, pairs, pad_id, grouped=session.lever("length_grouping"),
+                       micro_tokens=micro_batch_tokens(layers) if split else None)
+    balance = None if weights is None else {i: float(w) for i, w in enumerate(weights.tolist())}
+
+    def fit_and_evaluate(m):
+        inner = session.accelerator.unwrap_model(m)
+        vectors = pooled_vectors(inner, train, pad_id, device=session.accelerator.device,
+                                 autocast=session.accelerator.autocast)
+        fit_linear_head(inner, vectors, train.labels, class_weight=balance, seed=cfg.train.seed)
+        return evaluate(m)
+
+    return data, make_objective("contrastive"), fit_and_evaluate
 
 
 VOCAB_ROWS = "vocab_rows.json"  # the run folder's record of the rows a compact_vocab run trains

@@ -58,6 +58,58 @@ def resolve_auto(cfg: FinetuneConfig, n_train: int, hidden_size: int, vocab_exte
     return cfg, why
 
 
+CONTRASTIVE_MAX_ROWS = 1_000  # train.contrastive auto: at most this many training rows (measured at 500 and 1,000)
+CONTRASTIVE_PAIRS = 10_000  # at most this many pairs by default: 500 rows get SetFit's 20 iterations' worth halved
+CONTRASTIVE_BATCH = 16  # pairs per step (SetFit's default)
+CONTRASTIVE_LR = 2e-5  # SetFit's body learning rate
+CONTRASTIVE_EVALS = 4  # evaluations over the run (each fits the head on all training rows)
+
+
+def resolve_contrastive(cfg: FinetuneConfig, n_train: int, unfit: str | None,
+                        world_size: int = 1) -> tuple[FinetuneConfig, dict[str, str]]:
+    """Decide `train.contrastive` (auto → on or off) and, when on, fill its settings: pairs, batch 16, lr 2e-5, one
+    pass over the pairs, no early stopping, 4 evaluations. `unfit`: why the model's head cannot be fitted by
+    regression (None: it can). Returns the config and the reasons; on with a reason against it is a user error."""
+    from tuneforge.errors import UserError
+    from tuneforge.data.pairs import pair_iterations
+
+    cfg = cfg.model_copy(deep=True)
+    t, why = cfg.train, {}
+    against = unfit or ("multi-label data" if cfg.data.multi_label else None) or (
+        f"{world_size} processes (it runs in one)" if world_size > 1 else None)
+    if t.contrastive == "on" and against:
+        raise UserError(f"train.contrastive: on, but {against}; set train.contrastive=off (end-to-end fine-tuning).")
+    if t.contrastive == "auto":
+        small = n_train <= CONTRASTIVE_MAX_ROWS
+        t.contrastive = "on" if small and not against else "off"
+        why["train.contrastive"] = (f"on: {n_train} training rows (≤ {CONTRASTIVE_MAX_ROWS:,}); the encoder is tuned "
+                                    "on sentence pairs and the head fitted by logistic regression" if t.contrastive == "on"
+                                    else f"off: {against or f'{n_train} training rows (> {CONTRASTIVE_MAX_ROWS:,})'}")
+    if t.contrastive == "off":
+        return cfg, why
+    if t.contrastive_pairs is None:
+        t.contrastive_pairs = 2 * n_train * pair_iterations(n_train, CONTRASTIVE_PAIRS)
+        why["train.contrastive_pairs"] = f"{t.contrastive_pairs:,}: a same-label and an other-label pair per row, " \
+                                         f"{pair_iterations(n_train, CONTRASTIVE_PAIRS)} time(s) (≤ {CONTRASTIVE_PAIRS:,})"
+    if t.batch_size is None:
+        t.batch_size = CONTRASTIVE_BATCH * world_size
+        why["train.batch_size"] = f"{t.batch_size} pairs (contrastive)"
+    if t.learning_rate is None:
+        t.learning_rate = CONTRASTIVE_LR
+        why["train.learning_rate"] = f"{CONTRASTIVE_LR:g} (contrastive, SetFit's)"
+    if t.epochs is None:
+        t.epochs = 1.0
+        why["train.epochs"] = "1 pass over the pairs (contrastive)"
+    if t.early_stopping_patience is None:
+        t.early_stopping_patience = 0
+        why["train.early_stopping_patience"] = "0: off (contrastive: the few validation rows are too noisy to stop on)"
+    if cfg.eval.every_steps is None:
+        steps = max(1, math.ceil(t.epochs * max(1, t.contrastive_pairs // t.batch_size)))
+        cfg.eval.every_steps = max(1, math.ceil(steps / CONTRASTIVE_EVALS))
+        why["eval.every_steps"] = f"{cfg.eval.every_steps}: {CONTRASTIVE_EVALS} evaluations over the pairs"
+    return cfg, why
+
+
 def total_steps(cfg: FinetuneConfig, n_train: int) -> int:
     steps_per_epoch = max(1, n_train // cfg.train.batch_size)
     steps = math.ceil(cfg.train.epochs * steps_per_epoch)

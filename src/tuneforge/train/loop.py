@@ -32,6 +32,7 @@ class LoopConfig:
     eval_every: int = 100
     metric: str = "accuracy"
     patience: int = 0  # evaluations without improvement before stopping; 0 = never
+    keep_last: bool = False  # the weights kept are the newest evaluated ones, not the best-scoring (SetFit-style runs)
     budget_seconds: float | None = None
     max_tokens: int | None = None
     keep_checkpoints: int = 2
@@ -247,7 +248,7 @@ def _stop_reason(state: LoopState, cfg: LoopConfig) -> str | None:
 def _evaluate_and_checkpoint(accelerator, model, evaluate, cfg: LoopConfig, state: LoopState, log: MetricsLog) -> None:
     metrics = evaluate(model)
     value = metrics[cfg.metric]
-    if _improved(value, state.best, cfg.metric):
+    if cfg.keep_last or _improved(value, state.best, cfg.metric):
         state.best, state.best_step, state.bad_evals = value, state.step, 0
         full = accelerator.get_state_dict(model) if _sharded(accelerator) else None  # every rank: a collective
         if accelerator.is_main_process:

@@ -17,6 +17,18 @@ def classification_step(model, batch: dict, multi_label: bool, weights: torch.Te
     return classification_loss(out.logits, batch["labels"], multi_label, w), out.logits
 
 
+def contrastive_step(model, batch: dict):
+    """Contrastive encoder tuning on sentence pairs (SetFit's cosine-similarity loss): the mean squared error between
+    cos(u, v) of the two sides' pooled vectors (the ones the classifier head reads) and 1 for a pair of the same
+    label, 0 for different labels. Returns (loss, cosines)."""
+    from tuneforge.model.linear_head import pooled
+
+    u = pooled(model, batch)
+    v = pooled(model, {"input_ids": batch["pair_input_ids"], "attention_mask": batch["pair_attention_mask"]})
+    cos = torch.nn.functional.cosine_similarity(u.float(), v.float(), dim=-1)
+    return torch.nn.functional.mse_loss(cos, batch["same"].to(cos.device)), cos
+
+
 def mlm_step(model, batch: dict):
     """Masked-LM on a `SparseMLM`-wrapped model: mean cross-entropy over the masked tokens."""
     loss, logits, _ = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
@@ -46,7 +58,7 @@ def seq2seq_step(model, batch: dict, label_smoothing: float = 0.0, label_logits:
     return total / count.clamp(min=1), logits
 
 
-OBJECTIVES = {"classification": classification_step, "mlm": mlm_step, "clm": causal_lm_step, "sft": causal_lm_step,
+OBJECTIVES = {"classification": classification_step, "contrastive": contrastive_step, "mlm": mlm_step, "clm": causal_lm_step, "sft": causal_lm_step,
               "translation": seq2seq_step, "seq2seq": seq2seq_step}
 
 

@@ -128,12 +128,13 @@ class Session:
 
     def train(self, model, data, objective: Callable, evaluate: Callable, *, metric: str, patience: int = 0,
               total_steps: int | None, embedding_rows=None, flops_per_token: float | None = None,
-              evaluate_first: bool = False) -> TrainResult:
+              evaluate_first: bool = False, keep_last: bool = False) -> TrainResult:
         """Optimizer + schedule + Accelerate, then the loop, resumed from the newest checkpoint with --resume.
 
         `embedding_rows`: the token ids the training data uses (the embedding_rows lever trains only those rows;
         CPU, one process). `flops_per_token`: training FLOPs actually executed per token, for the MFU column (the
         matmul peak is measured here). `evaluate_first`: a fresh run evaluates once before step 1 (logged as step 0).
+        `keep_last`: end with the newest evaluated weights instead of the best-scoring ones.
         """
         a, t = self.accelerator, self.cfg.train
         table = None
@@ -154,7 +155,8 @@ class Session:
         peak = measure_matmul_peak(a.device, compute_dtype(a)) if flops_per_token else None
         try:
             state = fit(a, model, optimizer, scheduler, data, objective, evaluate,
-                        self._loop_config(metric, patience, total_steps, flops_per_token, peak), state, self.log)
+                        self._loop_config(metric, patience, total_steps, flops_per_token, peak, keep_last), state,
+                        self.log)
         finally:
             if table is not None:
                 table.release()
@@ -166,11 +168,11 @@ class Session:
         return TrainResult(state, model, optimizer, initial, peak)
 
     def _loop_config(self, metric: str, patience: int, steps: int | None, flops: float | None,
-                     peak: float | None) -> LoopConfig:
+                     peak: float | None, keep_last: bool = False) -> LoopConfig:
         t, rt = self.cfg.train, self.cfg.runtime
         return LoopConfig(run_dir=self.run_dir, total_steps=steps, batch_size=t.batch_size,
                           grad_accum=t.grad_accum_steps, max_grad_norm=t.max_grad_norm,
-                          eval_every=self.cfg.eval.every_steps, metric=metric, patience=patience,
+                          eval_every=self.cfg.eval.every_steps, metric=metric, patience=patience, keep_last=keep_last,
                           budget_seconds=t.budget_minutes * 60 if t.budget_minutes else None,
                           max_tokens=t.max_tokens, keep_checkpoints=rt.keep_checkpoints, log_every=rt.log_every_steps,
                           seed=t.seed, progress=rt.progress, flops_per_token=flops, peak_flops=peak,

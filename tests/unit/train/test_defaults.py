@@ -160,3 +160,38 @@ def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, tmp_p
                                             "fp32 (no native bf16 on this CPU; --set runtime.precision=bf16 to change)")
         cfg.runtime.precision = "fp32"
         assert runtime.pin_precision(cfg, accelerator) == (cfg, {})
+
+
+def _contrastive(n, value="auto", unfit=None, world=1, overrides=()):
+    from tuneforge.train.defaults import resolve_contrastive
+
+    cfg = load_config(None, FinetuneConfig, overrides=[f"train.contrastive={value}", *overrides])
+    return resolve_contrastive(cfg, n, unfit, world)
+
+
+def test_contrastive_auto_is_on_for_few_rows_only():
+    on, why = _contrastive(500)
+    assert on.train.contrastive == "on" and "500" in why["train.contrastive"]
+    assert on.train.contrastive_pairs == 10_000 and on.train.batch_size == 16
+    assert on.train.learning_rate == pytest.approx(2e-5) and on.train.epochs == 1
+    assert on.train.early_stopping_patience == 0 and on.eval.every_steps == 157  # 625 steps / 4
+    assert _contrastive(1001)[0].train.contrastive == "off"
+    assert _contrastive(500, overrides=["data.multi_label=true"])[0].train.contrastive == "off"
+    assert _contrastive(500, world=2)[0].train.contrastive == "off"
+    assert _contrastive(500, unfit="no pooler")[0].train.contrastive == "off"
+
+
+def test_contrastive_off_by_default_and_never_overrides_the_user():
+    cfg = load_config(None, FinetuneConfig)
+    assert cfg.train.contrastive == "off"
+    off, why = _contrastive(500, value="off")
+    assert off.train.batch_size is None and why == {}
+    mine, _ = _contrastive(500, value="on", overrides=["train.learning_rate=1e-4", "train.contrastive_pairs=300"])
+    assert mine.train.learning_rate == pytest.approx(1e-4) and mine.train.contrastive_pairs == 300
+
+
+def test_contrastive_on_where_it_cannot_run_is_a_user_error():
+    from tuneforge.errors import UserError
+
+    with pytest.raises(UserError, match="train.contrastive"):
+        _contrastive(500, value="on", unfit="RobertaForSequenceClassification has no single linear `classifier` layer")
