@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tfi_helpers import assert_ok, make_rows, run_cli, write_csv
+from tfi_helpers import assert_ok, assert_same_weights, interrupt_after_checkpoints, make_rows, run_cli, write_csv
 
 ARGS = ["--set", "train.contrastive=on", "--set", "train.contrastive_pairs=96", "--set", "eval.every_steps=3",
         "--set", "runtime.progress=false", "--set", "runtime.threads=1", "--set", "runtime.device=cpu",
@@ -62,3 +62,14 @@ def test_the_encoder_moved_and_the_pooler_with_it(run, tiny_model):
     after = load_file(str(run["run"] / "final" / "model.safetensors"))
     key = next(k for k in after if k.endswith("pooler.dense.weight"))
     assert not torch.equal(before[key.removeprefix("bert.")], after[key])  # the saved encoder has no "bert." prefix
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(run, tiny_model, monkeypatch):
+    args = ["finetune", "--train", "train.csv", "--validation", "val.csv", "--test", "test.csv", "--model", tiny_model,
+            "--output", "resumed", *ARGS]
+    saved = interrupt_after_checkpoints(monkeypatch, 1)  # Ctrl-C right after the step-3 checkpoint
+    assert run_cli(args, cwd=run["dir"]).returncode != 0
+    assert len(saved) == 1 and not (run["dir"] / "resumed" / "final").exists()
+    monkeypatch.undo()
+    assert_ok(run_cli([*args, "--resume"], cwd=run["dir"]))
+    assert_same_weights(run["run"] / "final", run["dir"] / "resumed" / "final")

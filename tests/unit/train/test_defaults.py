@@ -175,7 +175,7 @@ def test_contrastive_auto_is_on_for_few_rows_only():
     assert on.train.contrastive_pairs == 10_000 and on.train.batch_size == 16
     assert on.train.learning_rate == pytest.approx(2e-5) and on.train.epochs == 1
     assert on.train.early_stopping_patience == 0 and on.eval.every_steps == 157  # 625 steps / 4
-    assert _contrastive(1001)[0].train.contrastive == "off"
+    assert _contrastive(501)[0].train.contrastive == "off"
     assert _contrastive(500, overrides=["data.multi_label=true"])[0].train.contrastive == "off"
     assert _contrastive(500, world=2)[0].train.contrastive == "off"
     assert _contrastive(500, unfit="no pooler")[0].train.contrastive == "off"
