@@ -304,6 +304,11 @@ def _ratio_rows() -> list[str]:
                    "waimai_sidebyside_auto_micro512.json": "waimai_10k, the same split, micro-batches scaled by depth "
                                                             "(e5: 512 padded tokens; e2783ce, the current default "
                                                             "path): defaults (auto model) vs TF-IDF, one run",
+                   "waimai_sidebyside_500.json": "waimai_10k, 500 of the split's train rows (seeded, stratified), all "
+                                                 "1,199 test rows (ea28834): defaults (auto model) vs TF-IDF, one run",
+                   "waimai_sidebyside_500_contrastive.json": "waimai_10k, the same 500 rows, variant "
+                                                             "`train.contrastive=on` (SetFit-style; off by default), "
+                                                             "auto model, one run",
                    "e5_speed.json": "Training time per token, multilingual-e5-small (12 layers) vs minilm-l6 (6), "
                                     "the same 2,000 SST-2 rows, defaults, interleaved rounds (issue 20: within 1.3× "
                                     "of minilm × the layer ratio)",
