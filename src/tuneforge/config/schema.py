@@ -86,7 +86,7 @@ class TrainConfig(TrainBase):
     early_stopping_patience: int | None = Field(None, ge=0, description="Stop after this many evaluations without improvement (0 = off). Auto: 3.")
     contrastive: Literal["auto", "on", "off"] = Field(
         "off", description="Few-row classification, SetFit-style: tune the encoder on sentence pairs (same label → cosine 1, different → 0) and fit the classifier head by logistic regression, instead of end-to-end fine-tuning (docs/defaults.md has the measurements). on, off (the default, until measured on more data), or auto: on for single-label data with at most 500 training rows, an encoder whose head reads its pooler (BERT, multilingual-e5-small), one process.")
-    contrastive_pairs: int | None = Field(None, gt=0, description="train.contrastive: sentence pairs drawn (half same-label, half not). Auto: 20 per training row and label side (SetFit's 20 iterations), at most 10,000.")
+    contrastive_pairs: int | None = Field(None, gt=0, description="train.contrastive: sentence pairs drawn (half same-label, half not). Auto: a same-label and an other-label pair per training row, for up to 20 rounds (SetFit's 20 iterations) within 10,000 pairs, and at least one round.")
 
     @field_validator("contrastive", mode="before")
     @classmethod

@@ -117,8 +117,8 @@ def _contrastive(cfg: FinetuneConfig, session: Session, encoded: dict, pad_id: i
 
     def fit_and_evaluate(m):
         inner = session.accelerator.unwrap_model(m)
-        vectors = pooled_vectors(inner, train, pad_id, device=session.accelerator.device,
-                                 autocast=session.accelerator.autocast)
+        # fp32, as final/ and every prediction run the head: a head fitted on bf16 vectors reads others there.
+        vectors = pooled_vectors(inner, train, pad_id, device=session.accelerator.device)
         fit_linear_head(inner, vectors, train.labels, class_weight=balance, seed=cfg.train.seed)
         return evaluate(m)
 

@@ -87,6 +87,9 @@ def resolve_contrastive(cfg: FinetuneConfig, n_train: int, unfit: str | None,
                                     else f"off: {against or f'{n_train} training rows (> {CONTRASTIVE_MAX_ROWS:,})'}")
     if t.contrastive == "off":
         return cfg, why
+    if t.early_stopping_patience:
+        raise UserError(f"train.early_stopping_patience: {t.early_stopping_patience}, but a train.contrastive run keeps "
+                        "its last weights and never stops early; leave it unset (or 0), or set train.contrastive=off.")
     if t.contrastive_pairs is None:
         t.contrastive_pairs = 2 * n_train * pair_iterations(n_train, CONTRASTIVE_PAIRS)
         why["train.contrastive_pairs"] = f"{t.contrastive_pairs:,}: a same-label and an other-label pair per row, " \

@@ -195,3 +195,11 @@ def test_contrastive_on_where_it_cannot_run_is_a_user_error():
 
     with pytest.raises(UserError, match="train.contrastive"):
         _contrastive(500, value="on", unfit="RobertaForSequenceClassification has no single linear `classifier` layer")
+
+
+def test_contrastive_with_early_stopping_is_a_user_error():
+    from tuneforge.errors import UserError
+
+    with pytest.raises(UserError, match="early_stopping_patience"):
+        _contrastive(500, value="on", overrides=["train.early_stopping_patience=3"])
+    assert _contrastive(500, value="on", overrides=["train.early_stopping_patience=0"])[0].train.contrastive == "on"
