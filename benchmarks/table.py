@@ -50,7 +50,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "7b513cbc19ce3885180c5b10bfc535546d5a4143",  # issue 20: tokenizer parked as files, waimai
                           "e2783ce93bf56ee4f9280fc021638f4a5e433187",  # issue 20: micro-batches by depth, waimai, speed
                           "ea2883413233c8b19c9714579e7af16e65a60ee2",  # issue 20: train.contrastive, SST-2, waimai
-                          "98570300fe999c6d3fa84bd88a4be636dbc64e77"}  # issue 20: train.contrastive at 1,000 / 2,000 rows
+                          "98570300fe999c6d3fa84bd88a4be636dbc64e77",  # issue 20: train.contrastive at 1,000 / 2,000 rows
+                          "068b0bac45d85920aec21b3365ec836b9f71acfc"}  # issue 20: train.contrastive, fp32-fitted head, 500 rows
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
