@@ -16,7 +16,8 @@ import tuneforge.train.loop as loop
 from tuneforge.train import runtime
 
 
-def _fit(tmp_path, trim: bool) -> list[dict]:
+def tiny_fit(tmp_path, evaluate, lr: float = 1e-3, **loop_settings):
+    """Six steps of a tiny BERT classifier on 24 random rows, evaluating every 2 steps: (model, final loop state)."""
     from tuneforge.config.schema import RuntimeConfig
     from tuneforge.data.encode import Encoded, LengthGroupedBatches
     from tuneforge.train.objectives import make_objective
@@ -29,13 +30,18 @@ def _fit(tmp_path, trim: bool) -> list[dict]:
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2,
                                                      num_attention_heads=2, intermediate_size=64, num_labels=3))
-    optimizer = build_optimizer(model, 1e-3, 0.0)
+    optimizer = build_optimizer(model, lr, 0.0)
     scheduler = ProgressSchedule(optimizer, 0.0)
     model, optimizer = accelerator.prepare(model, optimizer)
     cfg = loop.LoopConfig(run_dir=tmp_path, total_steps=6, batch_size=4, eval_every=2, log_every=2, progress=False,
-                          trim_memory=trim)
-    loop.fit(accelerator, model, optimizer, scheduler, data, make_objective("classification", multi_label=False),
-             lambda m: {"accuracy": 0.5}, cfg)
+                          **loop_settings)
+    state = loop.fit(accelerator, model, optimizer, scheduler, data, make_objective("classification", multi_label=False),
+                     evaluate, cfg)
+    return model, state
+
+
+def _fit(tmp_path, trim: bool) -> list[dict]:
+    tiny_fit(tmp_path, lambda m: {"accuracy": 0.5}, trim_memory=trim)
     return [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
 
 
@@ -191,3 +197,18 @@ def test_deeper_encoders_get_smaller_micro_batches(tmp_path):
     assert [micro_batch_tokens(n) for n in (None, 2, 6, 12, 24, 100)] == [LONG_BATCH_TOKENS] * 3 + [512, 256, 128]
     cfg = FinetuneConfig.model_validate({"output": str(tmp_path), "runtime": {"device": "cpu", "progress": False}})
     assert Session(cfg).text_batches(Encoded([[1, 2, 3]], None), 0, layers=12).micro_tokens == 512
+
+
+@pytest.mark.parametrize("keep_last", [False, True])
+def test_keep_last_ends_with_the_last_evaluation_whatever_it_scored(tmp_path, keep_last):
+    """`keep_last` (train.contrastive runs): the newest evaluated weights, not the best-scoring ones."""
+    scores, weights = iter([0.9, 0.5, 0.1]), []  # validation only falls: "best" is the first evaluation
+
+    def evaluate(m):
+        weights.append(m.classifier.weight.detach().clone())
+        return {"accuracy": next(scores)}
+
+    model, state = tiny_fit(tmp_path, evaluate, lr=1e-2, keep_last=keep_last)
+    assert state.best_step == (6 if keep_last else 2)
+    assert torch.equal(model.classifier.weight, weights[-1] if keep_last else weights[0])
+    assert not torch.equal(weights[0], weights[-1])
