@@ -50,6 +50,8 @@ def _prepare(base: Path, tiny: str, final: str) -> dict[str, list[str]]:
         "yaml_bad_key": ["finetune", "bad.yaml", "--model", tiny, "--train", "train.csv", "--output", "r"],
         "set_bad_key": [*ft, "--train", "train.csv", "--set", "train.epoch=3", "--output", "r"],
         "set_bad_value": [*ft, "--train", "train.csv", "--set", "train.epochs=abc", "--output", "r"],
+        "class_weights_count": [*ft, "--train", "train.csv", *TRAIN, "--set", "train.class_weights=[1.0]",
+                                "--output", "r"],
         "missing_model": ["finetune", "--model", "./no-such-model", "--train", "train.csv", *TRAIN, "--output", "r"],
         "hub_id_offline": ["finetune", "--model", "someorg/somemodel", "--train", "train.csv", *TRAIN, "--output", "r"],
         "existing_run": [*ft, "--train", "train.csv", *TRAIN, "--output", "existing"],
@@ -113,6 +115,13 @@ def test_bad_key_in_set_suggests_the_closest(results):
 
 def test_bad_value_in_set(results):
     assert_user_error(results["set_bad_value"], "train.epochs", "abc")
+
+
+def test_class_weights_list_that_does_not_fit_the_labels(results):
+    """An explicit weight list of the wrong length is named with the labels' order, not a torch shape error."""
+    line = assert_user_error(results["class_weights_count"], "train.class_weights", "1 weights", "2 classes")
+    assert "negative, positive" in line, line
+    assert not (results["base"] / "out_class_weights_count" / "final").exists()
 
 
 def test_model_path_that_does_not_exist(results):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tuneforge.errors import UserError
+
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool,
                         weights: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
@@ -19,11 +21,19 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, multi_label:
     return F.cross_entropy(logits, labels, weight=weights, reduction=reduction)
 
 
-def balanced_class_weights(counts, spec) -> torch.Tensor | None:
-    """'none' → None, 'balanced' → n / (C * count) per class, or an explicit list."""
+def balanced_class_weights(counts, spec, names=None) -> torch.Tensor | None:
+    """'none' → None, 'balanced' → n / (C * count) per class, or an explicit list: one positive weight per class,
+    in label order (`names`, for the error that says which order)."""
     if spec == "none":
         return None
     if isinstance(spec, list):
+        order = f" ({', '.join(map(str, names))})" if names is not None else ""
+        if len(spec) != len(counts):
+            raise UserError(f"train.class_weights has {len(spec)} weights but the data has {len(counts)} classes: "
+                            f"give one weight per class in label order{order}, or use 'balanced'.")
+        if not all(w > 0 for w in spec):
+            raise UserError(f"train.class_weights {spec}: every weight must be above 0 (one per class in label "
+                            f"order{order}).")
         return torch.tensor(spec, dtype=torch.float32)
     counts = torch.as_tensor(counts, dtype=torch.float32).clamp(min=1)
     return counts.sum() / (len(counts) * counts)

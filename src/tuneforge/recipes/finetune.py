@@ -50,6 +50,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
         raise UserError("lora: LoRA adapters are for causal LMs (--task sft); a classifier trains every weight.")
     session = Session(cfg, resume, overwrite)
     splits, labels, targets = _load_data(cfg)
+    weights = balanced_class_weights(labels.class_counts(targets["train"]), cfg.train.class_weights, labels.names)
     data_check = _quick_check(cfg, splits, session)
     cfg = _choose_model(cfg, splits, session)
     built = _build_model(cfg, splits, labels, session)
@@ -72,7 +73,6 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False)
                                    labels.multi_label, batch_size=cfg.eval.batch_size, pad_id=pad_id, details=details,
                                    **context)
 
-    weights = balanced_class_weights(labels.class_counts(targets["train"]), cfg.train.class_weights)
     layers = getattr(model.config, "num_hidden_layers", None)
     if cfg.train.contrastive == "on":
         data, objective, in_loop = _contrastive(cfg, session, encoded, pad_id, weights, evaluate, layers)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import fp_tolerance
+from tuneforge.errors import UserError
 from tuneforge.model.loss import balanced_class_weights, classification_loss
 from tuneforge.train.objectives import classification_step, make_objective
 
@@ -21,6 +22,13 @@ def test_class_weights_none_balanced_explicit():
     assert balanced_class_weights([5, 5], "balanced").tolist() == [1.0, 1.0]
     explicit = balanced_class_weights([10, 30], [0.2, 3.0])
     assert explicit.dtype == torch.float32 and torch.equal(explicit, torch.tensor([0.2, 3.0]))  # exact: as given
+
+
+def test_explicit_class_weights_must_fit_the_labels():
+    with pytest.raises(UserError, match=r"train.class_weights has 2 weights but the data has 3 classes.*\(neg, neu, pos\)"):
+        balanced_class_weights([10, 30, 60], [1.0, 2.0], ("neg", "neu", "pos"))
+    with pytest.raises(UserError, match=r"every weight must be above 0"):
+        balanced_class_weights([10, 30], [1.0, 0.0])
 
 
 def test_balanced_weights_with_empty_class_are_finite():
