@@ -51,7 +51,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "e2783ce93bf56ee4f9280fc021638f4a5e433187",  # issue 20: micro-batches by depth, waimai, speed
                           "ea2883413233c8b19c9714579e7af16e65a60ee2",  # issue 20: train.contrastive, SST-2, waimai
                           "98570300fe999c6d3fa84bd88a4be636dbc64e77",  # issue 20: train.contrastive at 1,000 / 2,000 rows
-                          "068b0bac45d85920aec21b3365ec836b9f71acfc"}  # issue 20: train.contrastive, fp32-fitted head, 500 rows
+                          "068b0bac45d85920aec21b3365ec836b9f71acfc",  # issue 20: train.contrastive, fp32-fitted head, 500 rows
+                          "e2a00c12d26262d4f4737119961c4ddb60c1055b"}  # issue 20: SST-2 8,000 rows seeds 43/44, full seed 43
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
