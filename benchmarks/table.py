@@ -263,6 +263,8 @@ def _ratio_rows() -> list[str]:
                                                  "for the eval-memory target",
               "bench_finetune_4000_bf16.json": "Fine-tune throughput vs HF Trainer, every run in bf16 autocast (SST-2 4,000 rows, 1 epoch, 3 seeds)",
               "bench_finetune_1000_bf16_quick.json": "Fine-tune throughput vs HF Trainer, every run in bf16 autocast (SST-2 1,000 rows, 1 epoch)",
+              "bench_finetune_1000_bf16_3seeds.json": "Fine-tune throughput vs HF Trainer, every run in bf16 autocast "
+                                                      "(SST-2 1,000 rows, 1 epoch = 31 steps, 3 seeds)",
               "bench_infer.json": "Inference vs `transformers.pipeline` (SST-2 dev)",
               "bench_infer_quick.json": "Inference vs `transformers.pipeline` (quick: 300 dev rows)",
               "bench_pretrain.json": "MLM pretraining tokens/s vs HF Trainer + DataCollatorForLanguageModeling",
