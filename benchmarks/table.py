@@ -67,6 +67,13 @@ def _mark(*results: dict) -> str:
     return MARKS[2] if any(sha not in CURRENT_SHAS for sha, _ in gits) else ""
 
 
+def _sst2_overrides(command: str) -> str:
+    """The `--set` overrides of an sst2_defaults run beyond its fixed ones (validation share, training seed), as
+    `key=value` code spans: a run with any of them is a variant, not the defaults."""
+    sets = re.findall(r"--set (\S+)", command)
+    return ", ".join(f"`{x}`" for x in sets if not x.startswith(("data.validation_fraction=", "train.seed=")))
+
+
 def _sst2_rows() -> list[str]:
     """One row per sst2_defaults file; files tagged `<tag>-seedNN` (other training seeds of the same run) fold
     into their base file's row as a mean over seeds."""
@@ -80,6 +87,8 @@ def _sst2_rows() -> list[str]:
         runs = [json.loads(p.read_text()) for p in sorted(groups[base], key=lambda p: (p.stem != base, p.stem))]
         r = json.loads(path.read_text())
         what = "stock-Trainer-like settings (lr 5e-5, batch 32, 1 epoch)" if "stock" in path.name else "auto defaults, no hyperparameters given"
+        if variant := _sst2_overrides(r.get("command", "")):
+            what = f"variant {variant} (not the default)"
         what = r.get("label", what)
         if base.endswith("final"):
             what = "auto defaults, no hyperparameters given, the code of issue 20's memory levers"
