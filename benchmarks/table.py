@@ -52,7 +52,8 @@ CURRENT_SHAS: set[str] = {"4b0f6ba757807d36acd42dd27ed4de3f0d11588d",  # session
                           "ea2883413233c8b19c9714579e7af16e65a60ee2",  # issue 20: train.contrastive, SST-2, waimai
                           "98570300fe999c6d3fa84bd88a4be636dbc64e77",  # issue 20: train.contrastive at 1,000 / 2,000 rows
                           "068b0bac45d85920aec21b3365ec836b9f71acfc",  # issue 20: train.contrastive, fp32-fitted head, 500 rows
-                          "e2a00c12d26262d4f4737119961c4ddb60c1055b"}  # issue 20: SST-2 8,000 rows seeds 43/44, full seed 43
+                          "e2a00c12d26262d4f4737119961c4ddb60c1055b",  # issue 20: SST-2 8,000 rows seeds 43/44, full seed 43
+                          "5d14fb5d8d6e8321d91253b9a1abf3972c4e4cdb"}  # issue 20: SST-2 2,000 rows without length grouping
 MARKS = (" (dirty tree)", " (no git sha)", " (earlier code)")
 
 
