@@ -28,16 +28,16 @@ def pooled(model, batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pooled_vectors(model, data: Encoded, pad_id: int, batch_size: int = 64, device="cpu",
-                   autocast=None) -> np.ndarray:
-    """(N, hidden) float32 pooled vectors of every row of `data`, in row order (eval mode)."""
+def pooled_vectors(model, data: Encoded, pad_id: int, batch_size: int = 64, device="cpu") -> np.ndarray:
+    """(N, hidden) float32 pooled vectors of every row of `data`, in row order (eval mode, autocast off: the head
+    fitted on them runs in fp32 in final/ and at every prediction)."""
     was_training = model.training
     model.eval()
     out = np.zeros((len(data), model.config.hidden_size), dtype=np.float32)
     try:
         for index in sorted_batches(data.lengths, batch_size, max_tokens=4096):
             batch = {k: v.to(device) for k, v in collate(data, index, pad_id).items() if k != "labels"}
-            with (autocast() if autocast else torch.autocast("cpu", enabled=False)):
+            with torch.autocast(torch.device(device).type, enabled=False):
                 out[index] = pooled(model, batch).float().cpu().numpy()
     finally:
         model.train(was_training)

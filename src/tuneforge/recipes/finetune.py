@@ -11,8 +11,8 @@ from accelerate.utils import set_seed
 
 from tuneforge.config import FinetuneConfig
 from tuneforge.data.coverage import Coverage, measure_coverage
-from tuneforge.data.encode import encode_texts, micro_batch_tokens
-from tuneforge.data.pairs import PairBatches, sentence_pairs
+from tuneforge.data.encode import encode_texts
+from tuneforge.data.pairs import sentence_pairs
 from tuneforge.data.labels import LabelSpace
 from tuneforge.data.quality import check_splits
 from tuneforge.data.splits import load_splits, split_record
@@ -110,9 +110,7 @@ def _contrastive(cfg: FinetuneConfig, session: Session, encoded: dict, pad_id: i
     pairs = sentence_pairs(train.labels, math.ceil(n_pairs / (2 * len(train))), cfg.train.seed)[:n_pairs]
     session.say(f"contrastive: tuning the encoder on {len(pairs):,} sentence pairs of the {len(train):,} training rows "
                 "(same label → similar), the head fitted by logistic regression at each evaluation (train.contrastive)")
-    split = session.lever("split_long_batches") and session.accelerator.device.type == "cpu"
-    data = PairBatches(train, pairs, pad_id, grouped=session.lever("length_grouping"),
-                       micro_tokens=micro_batch_tokens(layers) if split else None)
+    data = session.text_batches(train, pad_id, layers=layers, pairs=pairs)
     balance = None if weights is None else {i: float(w) for i, w in enumerate(weights.tolist())}
 
     def fit_and_evaluate(m):

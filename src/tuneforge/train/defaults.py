@@ -91,9 +91,10 @@ def resolve_contrastive(cfg: FinetuneConfig, n_train: int, unfit: str | None,
         raise UserError(f"train.early_stopping_patience: {t.early_stopping_patience}, but a train.contrastive run keeps "
                         "its last weights and never stops early; leave it unset (or 0), or set train.contrastive=off.")
     if t.contrastive_pairs is None:
-        t.contrastive_pairs = 2 * n_train * pair_iterations(n_train, CONTRASTIVE_PAIRS)
+        rounds = pair_iterations(n_train, CONTRASTIVE_PAIRS)
+        t.contrastive_pairs = 2 * n_train * rounds
         why["train.contrastive_pairs"] = f"{t.contrastive_pairs:,}: a same-label and an other-label pair per row, " \
-                                         f"{pair_iterations(n_train, CONTRASTIVE_PAIRS)} time(s) (≤ {CONTRASTIVE_PAIRS:,})"
+                                         f"{rounds} time(s) (≤ {CONTRASTIVE_PAIRS:,})"
     if t.batch_size is None:
         t.batch_size = CONTRASTIVE_BATCH * world_size
         why["train.batch_size"] = f"{t.batch_size} pairs (contrastive)"

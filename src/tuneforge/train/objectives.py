@@ -58,8 +58,8 @@ def seq2seq_step(model, batch: dict, label_smoothing: float = 0.0, label_logits:
     return total / count.clamp(min=1), logits
 
 
-OBJECTIVES = {"classification": classification_step, "contrastive": contrastive_step, "mlm": mlm_step, "clm": causal_lm_step, "sft": causal_lm_step,
-              "translation": seq2seq_step, "seq2seq": seq2seq_step}
+OBJECTIVES = {"classification": classification_step, "contrastive": contrastive_step, "mlm": mlm_step,
+              "clm": causal_lm_step, "sft": causal_lm_step, "translation": seq2seq_step, "seq2seq": seq2seq_step}
 
 
 def make_objective(name: str, **kwargs):

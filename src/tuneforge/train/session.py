@@ -22,6 +22,7 @@ import torch
 
 from tuneforge.config import to_yaml
 from tuneforge.data.encode import LengthGroupedBatches, micro_batch_tokens
+from tuneforge.data.pairs import PairBatches
 from tuneforge.errors import UserError
 from tuneforge.model.artifact import atomic_write_text, claim_folder, save_model_folder
 from tuneforge.model.dropout import use_fast_dropout
@@ -111,14 +112,18 @@ class Session:
     def apply_levers(self, model):
         return apply_levers(model, self.cfg.runtime)
 
-    def text_batches(self, encoded, pad_id: int, class_weights=None, layers: int | None = None) -> LengthGroupedBatches:
+    def text_batches(self, encoded, pad_id: int, class_weights=None, layers: int | None = None,
+                     pairs=None) -> LengthGroupedBatches:
         """Training batches of encoded texts, padded per batch; length-grouped with the length_grouping lever; on CPU
         with split_long_batches, a batch over `micro_batch_tokens(layers)` padded tokens (1,024 for an encoder of
-        up to 6 layers, fewer for a deeper one) runs as micro-batches."""
+        up to 6 layers, fewer for a deeper one) runs as micro-batches. `pairs` ((P, 3) rows of
+        `data.pairs.sentence_pairs`): batches of those sentence pairs instead of rows (train.contrastive)."""
         split = self.lever("split_long_batches") and self.accelerator.device.type == "cpu"
-        return LengthGroupedBatches(encoded, pad_id, grouped=self.lever("length_grouping"),
-                                    micro_tokens=micro_batch_tokens(layers) if split else None,
-                                    class_weights=class_weights)
+        options = {"grouped": self.lever("length_grouping"),
+                   "micro_tokens": micro_batch_tokens(layers) if split else None}
+        if pairs is not None:
+            return PairBatches(encoded, pairs, pad_id, **options)
+        return LengthGroupedBatches(encoded, pad_id, class_weights=class_weights, **options)
 
     def eval_context(self) -> dict:
         """The keyword arguments every streaming evaluation takes: where to run and how to sum over processes."""
